@@ -1,0 +1,35 @@
+"""Mutual-information estimators, each checked against known truth.
+
+    import mi_toolkit
+    est = mi_toolkit.estimator("smile", x_dim, y_dim)          # an nn.Module: est(x, y).mi, .loss
+    res = mi_toolkit.estimate(x, y, "smile", steps=2000)       # fit on samples, report with its uncertainty
+"""
+from . import bounds, critics
+from .bounds import (
+    ba_lower_bound,
+    club_sample_upper_bound,
+    club_upper_bound,
+    doe_estimate,
+    dv_lower_bound,
+    gaussian_kl_diag,
+    infonce_lower_bound,
+    js_lower_bound,
+    l1out_upper_bound,
+    mine_lower_bound,
+    nwj_lower_bound,
+    smile_lower_bound,
+    vib_kl_upper_bound,
+)
+from .critics import critic
+from .estimators import ESTIMATORS, EstimatorOutput, MIEstimator, available_estimators, estimator
+from .fit import MIEstimateWarning, MIResult, estimate
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "bounds", "critics", "critic", "estimator", "estimate", "available_estimators", "ESTIMATORS",
+    "EstimatorOutput", "MIEstimator", "MIResult", "MIEstimateWarning",
+    "infonce_lower_bound", "nwj_lower_bound", "dv_lower_bound", "mine_lower_bound", "js_lower_bound",
+    "smile_lower_bound", "ba_lower_bound", "doe_estimate", "club_upper_bound", "club_sample_upper_bound",
+    "l1out_upper_bound", "gaussian_kl_diag", "vib_kl_upper_bound",
+]

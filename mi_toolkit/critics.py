@@ -1,0 +1,124 @@
+"""Critics make score matrices; Gaussian conditionals make log-density matrices.  Built by name with ``critic()``."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .validation import check_positive_int
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, activation=nn.ReLU) -> nn.Sequential:
+    """``layers`` hidden layers of width ``hidden``; layers=0 gives a single linear map."""
+    dims = [in_dim] + [hidden] * layers
+    modules = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        modules += [nn.Linear(a, b), activation()]
+    modules.append(nn.Linear(dims[-1], out_dim))
+    return nn.Sequential(*modules)
+
+
+class SeparableCritic(nn.Module):
+    """f(x, y) = g(x)^T h(y): one matmul per batch for all N^2 pairs (Poole et al.'s 'separable')."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2, embed_dim: int = 32):
+        super().__init__()
+        self.g = mlp(x_dim, hidden, layers, embed_dim)
+        self.h = mlp(y_dim, hidden, layers, embed_dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.g(x) @ self.h(y).T
+
+
+class BilinearCritic(nn.Module):
+    """f(x, y) = g(x)^T W h(y) with MLP encoders (layers=0: the linear x^T W y)."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 0, embed_dim: int = 32):
+        super().__init__()
+        self.g = mlp(x_dim, hidden, layers, embed_dim) if layers > 0 else nn.Identity()
+        self.h = mlp(y_dim, hidden, layers, embed_dim) if layers > 0 else nn.Identity()
+        gx, hy = (embed_dim, embed_dim) if layers > 0 else (x_dim, y_dim)
+        self.weight = nn.Parameter(torch.zeros(gx, hy))
+        nn.init.normal_(self.weight, std=1.0 / math.sqrt(gx * hy))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.g(x) @ self.weight @ self.h(y).T
+
+
+class ConcatCritic(nn.Module):
+    """f(x, y) = MLP([x, y]) evaluated on all N^2 pairs: the most flexible critic, and N^2 network evaluations."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2, embed_dim: int | None = None):
+        super().__init__()
+        self.net = mlp(x_dim + y_dim, hidden, layers, 1)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        n = x.shape[0]
+        pairs = torch.cat([x.unsqueeze(1).expand(n, n, -1), y.unsqueeze(0).expand(n, n, -1)], dim=-1)
+        return self.net(pairs).squeeze(-1)
+
+
+CRITICS = {"separable": SeparableCritic, "bilinear": BilinearCritic, "concat": ConcatCritic}
+
+
+def critic(name: str, x_dim: int, y_dim: int, **kwargs) -> nn.Module:
+    """Build a critic by name: one of ``separable``, ``bilinear``, ``concat``."""
+    if name not in CRITICS:
+        raise ValueError(f"unknown critic {name!r}; valid critics: {', '.join(sorted(CRITICS))}")
+    check_positive_int(x_dim, "x_dim")
+    check_positive_int(y_dim, "y_dim")
+    return CRITICS[name](x_dim, y_dim, **kwargs)
+
+
+def gaussian_log_density_matrix(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """M[i, j] = log N(y_j; mu_i, diag e^{logvar_i}), with three matmuls instead of an [N, N, d] tensor."""
+    precision = torch.exp(-logvar)  # [N, d]
+    quad = (y * y) @ precision.T - 2.0 * (y @ (mu * precision).T) + (mu * mu * precision).sum(1, keepdim=True).T
+    norm = logvar.sum(1) + mu.shape[1] * LOG_2PI  # per conditioning row i
+    return -0.5 * (quad.T + norm.unsqueeze(1))
+
+
+def gaussian_log_density(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """log N(y_i; mu_i, diag e^{logvar_i}) per row."""
+    return -0.5 * (((y - mu) ** 2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+class GaussianConditional(nn.Module):
+    """q(y | x) = N(mu(x), diag sigma^2(x)); log-variance kept in [min_logvar, max_logvar] by a tanh squash
+    (unbounded variances blow up or collapse under maximum likelihood)."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2,
+                 min_logvar: float = -10.0, max_logvar: float = 5.0):
+        super().__init__()
+        self.net = mlp(x_dim, hidden, layers, 2 * y_dim)
+        self.min_logvar, self.max_logvar = min_logvar, max_logvar
+
+    def forward(self, x: torch.Tensor):
+        mu, raw = self.net(x).chunk(2, dim=-1)
+        mid, half = (self.max_logvar + self.min_logvar) / 2, (self.max_logvar - self.min_logvar) / 2
+        return mu, mid + half * torch.tanh(raw / half)
+
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log q(y_i | x_i), one per row."""
+        mu, logvar = self(x)
+        return gaussian_log_density(mu, logvar, y)
+
+    def log_prob_matrix(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """log q(y_j | x_i) for all pairs, shape [N, N]."""
+        mu, logvar = self(x)
+        return gaussian_log_density_matrix(mu, logvar, y)
+
+
+class GaussianMarginal(nn.Module):
+    """q(y) = N(m, diag s^2) with learned m, log s^2: the marginal model of the DoE estimator."""
+
+    def __init__(self, y_dim: int):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(y_dim))
+        self.logvar = nn.Parameter(torch.zeros(y_dim))
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        return gaussian_log_density(self.mu.expand_as(y), self.logvar.expand_as(y), y)
