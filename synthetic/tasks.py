@@ -228,6 +228,11 @@ class StudentT:
         self.mi = -0.5 * self.dim * math.log1p(-self.rho ** 2) + self.correction
         self.name = f"student-t(dim={self.dim}, dof={self.dof:g}, mi={self.mi:.3g})"
 
+    @property
+    def entropy_y(self) -> float:
+        """Y alone is a dim-variate t with identity scale, whatever rho."""
+        return _t_entropy_term(self.dof, self.dim)
+
     def scale_matrix(self) -> np.ndarray:
         eye = np.eye(self.dim)
         return np.block([[eye, self.rho * eye], [self.rho * eye, eye]])

@@ -1,0 +1,234 @@
+"""The bias/variance harness: train every estimator on a staircase of known MI and compare it with the truth.
+
+As in Poole et al. (2019, Fig. 2): one estimator per panel, trained continuously while the true MI steps through the
+levels, fresh samples every step; each level is summarised by the mean and spread of its last ``window`` steps.
+
+    records, traces = run_bench(BenchConfig(estimators=["infonce", "smile"]))
+    write_outputs("out/", records, traces, config)
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from synthetic import CorrelatedGaussian, Staircase, StudentT
+
+from .estimators import available_estimators, estimator as build_estimator
+
+RECORD_FIELDS = ["estimator", "direction", "task", "dim", "batch_size", "true_mi", "mean", "std", "stderr", "bias",
+                 "cap", "reference", "seconds_per_step", "steps_per_level", "window", "seed"]
+
+
+@dataclass
+class BenchConfig:
+    task: str = "gaussian"                 # gaussian | student-t
+    dim: int = 20
+    levels: list = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0])
+    batch_size: int = 64
+    steps_per_level: int = 2000
+    estimators: list = field(default_factory=lambda: ["infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club",
+                                                      "l1out"])
+    seed: int = 0
+    lr: float = 5e-4
+    critic: str = "separable"
+    hidden: int = 256
+    layers: int = 2
+    embed_dim: int = 32
+    transform: str | None = None           # cubic | asinh | half-cube | rotation (gaussian task)
+    dof: float = 5.0                       # student-t degrees of freedom
+    window: int = 500                      # last steps of each level that are averaged
+    threads: int = 1
+
+    def validate(self):
+        from synthetic import TASKS
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
+        unknown = [e for e in self.estimators if e not in available_estimators()]
+        if unknown or not self.estimators:
+            raise ValueError(f"unknown estimator(s) {unknown}; valid estimators: {', '.join(available_estimators())}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (the bounds need negatives), got {self.batch_size}")
+        if not 1 <= self.window <= self.steps_per_level:
+            raise ValueError(f"window must be in [1, steps_per_level={self.steps_per_level}], got {self.window}")
+        Staircase(self.levels, self.steps_per_level)  # checks levels and steps
+        for mi in self.levels:
+            self.make_task(mi)  # checks every level is reachable (e.g. student-t's minimum MI)
+
+    def make_task(self, mi: float):
+        if self.task == "gaussian":
+            return CorrelatedGaussian(self.dim, mi, transform=self.transform, seed=self.seed)
+        return StudentT(self.dim, self.dof, mi=mi)
+
+
+def build_for_bench(name: str, config: BenchConfig, task):
+    """The estimator as the benchmark trains it: the same critic / conditional size for every bound."""
+    if name in ("ba", "doe", "club", "club_sample", "l1out"):
+        kwargs = dict(hidden=config.hidden, layers=config.layers)
+        if name == "ba":
+            kwargs["entropy_y"] = getattr(task, "entropy_y", None)  # "given H(Y)" when the task knows it
+        return build_estimator(name, task.dim_x, task.dim_y, **kwargs)
+    return build_estimator(name, task.dim_x, task.dim_y, critic=config.critic, hidden=config.hidden,
+                           layers=config.layers, embed_dim=config.embed_dim)
+
+
+def _block_stderr(values: np.ndarray, blocks: int = 10) -> float:
+    """Standard error from non-overlapping block means (honest under the autocorrelation of a training run)."""
+    usable = len(values) // blocks * blocks
+    if usable < blocks or blocks < 2:
+        return float("nan")
+    means = values[:usable].reshape(blocks, -1).mean(1)
+    return float(means.std(ddof=1) / math.sqrt(blocks))
+
+
+def train_on_staircase(name: str, config: BenchConfig, bar=None):
+    """Train one estimator through the staircase; returns (per-step estimates, seconds per step, estimator)."""
+    staircase = Staircase(config.levels, config.steps_per_level)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    first_task = config.make_task(config.levels[0])
+    est = build_for_bench(name, config, first_task)
+    optimizer = torch.optim.Adam(est.parameters(), lr=config.lr)
+    trace = np.empty(staircase.total_steps)
+    step = 0
+    elapsed = 0.0
+    for _, task in staircase.tasks(config.make_task):
+        start = time.perf_counter()
+        for _ in range(config.steps_per_level):
+            x, y = task.sample(config.batch_size, generator)
+            out = est(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            trace[step] = out.mi.item()
+            step += 1
+            if bar is not None and step % 50 == 0:
+                bar.update(50)
+        elapsed += time.perf_counter() - start
+    if bar is not None:
+        bar.update(step % 50)
+    return trace, elapsed / staircase.total_steps, est
+
+
+def summarise(name: str, trace: np.ndarray, seconds_per_step: float, est, config: BenchConfig) -> list[dict]:
+    records = []
+    for k, mi in enumerate(config.levels):
+        task = config.make_task(mi)
+        level = trace[(k + 1) * config.steps_per_level - config.window:(k + 1) * config.steps_per_level]
+        mean = float(np.mean(level))
+        records.append({
+            "estimator": name, "direction": est.direction, "task": task.name, "dim": config.dim,
+            "batch_size": config.batch_size, "true_mi": float(task.mi), "mean": mean, "std": float(np.std(level)),
+            "stderr": _block_stderr(level), "bias": mean - float(task.mi), "cap": est.cap(config.batch_size),
+            # what an upper bound converges to with the true conditional (CLUB's closed form), else None
+            "reference": getattr(task, "club_with_true_conditional", None) if name in ("club", "club_sample") else None,
+            "seconds_per_step": seconds_per_step, "steps_per_level": config.steps_per_level, "window": config.window,
+            "seed": config.seed,
+        })
+    return records
+
+
+def run_bench(config: BenchConfig, progress: bool = True):
+    """Run every estimator of ``config``; returns (records, traces {name: per-step estimates})."""
+    config.validate()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    records, traces = [], {}
+    total = len(config.estimators) * len(config.levels) * config.steps_per_level
+    try:
+        with tqdm(total=total, desc="bench", unit="step", disable=not progress) as bar:
+            for name in config.estimators:
+                bar.set_postfix_str(name)
+                trace, seconds, est = train_on_staircase(name, config, bar)
+                traces[name] = trace
+                records += summarise(name, trace, seconds, est, config)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return records, traces
+
+
+def format_table(records: list[dict]) -> str:
+    lines = [f"{'estimator':<12} {'dir':<8} {'true':>6} {'mean':>8} {'std':>7} {'bias':>8} {'ms/step':>8}"]
+    for r in records:
+        lines.append(f"{r['estimator']:<12} {r['direction']:<8} {r['true_mi']:>6.2f} {r['mean']:>8.3f} "
+                     f"{r['std']:>7.3f} {r['bias']:>+8.3f} {1000 * r['seconds_per_step']:>8.2f}")
+    return "\n".join(lines)
+
+
+def _ema(values: np.ndarray, rate: float = 0.02) -> np.ndarray:
+    out = np.empty_like(values)
+    acc = values[0]
+    for i, v in enumerate(values):
+        acc = acc + rate * (v - acc) if np.isfinite(v) else acc
+        out[i] = acc
+    return out
+
+
+def plot_bias(traces: dict, config: BenchConfig, path: str, records: list[dict] | None = None) -> None:
+    """One panel per estimator: raw per-step estimate, its moving average, the true staircase (and caps)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(traces)
+    cols = min(len(names), 5)
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
+    truth = Staircase(config.levels, config.steps_per_level).true_mi()
+    steps = np.arange(len(truth))
+    top = max(config.levels)
+    for ax, name in zip(axes.flat, names):
+        trace = traces[name]
+        ax.plot(steps, trace, color="tab:blue", alpha=0.25, lw=0.5)
+        ax.plot(steps, _ema(trace), color="tab:blue", lw=1.2, label="estimate")
+        ax.plot(steps, truth, color="black", lw=1.2, label="true MI")
+        upper_panel = name in ("club", "club_sample", "l1out")
+        if name == "infonce":
+            ax.axhline(math.log(config.batch_size), color="tab:red", ls="--", lw=0.8, label="log N")
+        if records and name in ("club", "club_sample"):
+            ref = [r["reference"] for r in records if r["estimator"] == name]
+            if ref and ref[0] is not None:
+                ax.plot(steps, np.repeat(ref, config.steps_per_level), color="tab:green", ls="--", lw=0.8,
+                        label="CLUB closed form")
+        finite = trace[np.isfinite(trace)]
+        high = max(top * 1.3, np.percentile(finite, 99.5) * 1.05 if upper_panel and len(finite) else 0)
+        ax.set_ylim(min(-1.0, np.percentile(finite, 0.5) if len(finite) else -1.0), high)
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("MI (nats)")
+    fig.suptitle(f"{config.task}, dim {config.dim}, batch {config.batch_size}, {config.critic} critic"
+                 + (f", {config.transform}" if config.transform else ""), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(out_dir: str, records: list[dict], traces: dict, config: BenchConfig) -> dict:
+    """DIR/results.json (records), DIR/results.csv, DIR/traces.npz, DIR/config.json and DIR/bias.png."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, name) for name in
+             ("results.json", "results.csv", "traces.npz", "config.json", "bias.png")}
+    with open(paths["results.json"], "w") as f:
+        json.dump(records, f, indent=2)
+    with open(paths["results.csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
+        writer.writeheader()
+        writer.writerows(records)
+    np.savez_compressed(paths["traces.npz"], **traces)
+    with open(paths["config.json"], "w") as f:
+        json.dump(asdict(config), f, indent=2)
+    plot_bias(traces, config, paths["bias.png"], records)
+    return paths
