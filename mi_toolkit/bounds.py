@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+MINE_MAX_LOG_RATIO = 20.0  # cap on log(batch partition / moving average) in MINE's gradient weight
+
+
 def _offdiag_mask(n: int, device) -> torch.Tensor:
     return torch.eye(n, dtype=torch.bool, device=device)
 
@@ -87,8 +90,10 @@ def mine_lower_bound(scores: torch.Tensor, log_running_mean: torch.Tensor | floa
     if log_running_mean is None:
         log_running_mean = log_batch_mean.detach()
     log_running_mean = torch.as_tensor(log_running_mean, dtype=scores.dtype, device=scores.device).detach()
-    # exp(lme - log_ema) has gradient (mean e^S / ema) * grad(lme): the bias-corrected MINE gradient.
-    surrogate = positive - torch.exp(log_batch_mean - log_running_mean)
+    # MINE's gradient is grad(mean e^S) / ema = (mean e^S / ema) * grad(log mean e^S): weight the log term by that
+    # ratio (held constant).  The exponent is capped so a stale average after a jump in the scores cannot overflow.
+    weight = torch.exp((log_batch_mean.detach() - log_running_mean).clamp(max=MINE_MAX_LOG_RATIO))
+    surrogate = positive - weight * log_batch_mean
     surrogate = surrogate + (value - surrogate).detach()  # report the DV value, differentiate the surrogate
     return value, surrogate, log_batch_mean.detach()
 

@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--dof", type=float, default=5.0, help="degrees of freedom of the student-t task")
     bench.add_argument("--window", type=int, default=None, help="last steps per level averaged (default min(500, steps/4))")
     bench.add_argument("--threads", type=int, default=1)
+    bench.add_argument("--grad-clip", type=float, default=None, help="clip the estimator's gradient norm")
     bench.add_argument("--out", default="bench-out", help="output folder")
     bench.add_argument("--no-progress", action="store_true")
 
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
                          steps_per_level=args.steps_per_level, estimators=args.estimators, seed=args.seed, lr=args.lr,
                          critic=args.critic, hidden=args.hidden, layers=args.layers, embed_dim=args.embed_dim,
                          transform=args.transform, dof=args.dof,
-                         window=args.window or min(500, max(1, args.steps_per_level // 4)), threads=args.threads)
+                         window=args.window or min(500, max(1, args.steps_per_level // 4)), threads=args.threads,
+                         grad_clip=args.grad_clip)
     try:
         records, traces = run_bench(config, progress=not args.no_progress)
     except ValueError as err:
