@@ -166,3 +166,23 @@ def test_estimators_accept_numpy_arrays():
     est = mi_toolkit.estimator("infonce", 2, 2, hidden=8)
     out = est(np.zeros((4, 2)), np.ones((4, 2)))
     assert torch.isfinite(out.mi)
+
+
+@pytest.mark.parametrize("backend", ["naive", "chunked"])
+def test_infonce_through_the_fused_kernel_equals_the_score_matrix_path(backend, generator):
+    torch.manual_seed(0)
+    fused = mi_toolkit.estimator("infonce", 3, 3, hidden=16, backend=backend)
+    plain = mi_toolkit.estimator("infonce", 3, 3, hidden=16, backend="matrix")
+    plain.load_state_dict(fused.state_dict())
+    x, y = torch.randn(40, 3, generator=generator), torch.randn(40, 3, generator=generator)
+    a, b = fused(x, y), plain(x, y)
+    assert a.mi.item() == pytest.approx(b.mi.item(), abs=1e-5)
+    a.loss.backward()
+    b.loss.backward()
+    for p, q in zip(fused.parameters(), plain.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-5)
+
+
+def test_infonce_backend_is_checked():
+    with pytest.raises(ValueError, match="backend must be one of auto, matrix"):
+        mi_toolkit.estimator("infonce", 2, 2, backend="cuda")
