@@ -38,7 +38,7 @@ def main():
                         args.estimators, "--steps", str(args.steps), "--warmup", str(args.warmup), "--out",
                         theirs_path], check=True)
         theirs_records = json.load(open(theirs_path))
-    theirs_records = theirs_records["records"] if isinstance(theirs_records, dict) else theirs_records
+    theirs_records = theirs_records["results"] if isinstance(theirs_records, dict) else theirs_records
     theirs = {r["estimator"]: 1000 * r["seconds_per_step"] for r in theirs_records}
     rows = [{"estimator": n, "ours_ms": ours[n], "torch_mist_ms": theirs.get(n),
              "speedup": theirs[n] / ours[n] if n in theirs else None} for n in names]

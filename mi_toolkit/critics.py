@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .validation import check_positive_int
@@ -22,15 +23,60 @@ def mlp(in_dim: int, hidden: int, layers: int, out_dim: int, activation=nn.ReLU)
 
 
 class SeparableCritic(nn.Module):
-    """f(x, y) = g(x)^T h(y): one matmul per batch for all N^2 pairs (Poole et al.'s 'separable')."""
+    """f(x, y) = g(x)^T h(y): one matmul per batch for all N^2 pairs (Poole et al.'s 'separable').
+
+    g and h are MLPs of the same shape; their weights are stacked as [2, in, out] so both run in one batched matmul
+    per layer (half the kernel launches and optimizer tensors of two separate MLPs: small batches are
+    overhead-bound).  The narrower input is zero-padded to the wider one for the first layer.
+    """
 
     def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2, embed_dim: int = 32):
         super().__init__()
-        self.g = mlp(x_dim, hidden, layers, embed_dim)
-        self.h = mlp(y_dim, hidden, layers, embed_dim)
+        self.x_dim, self.y_dim = x_dim, y_dim
+        sizes = [max(x_dim, y_dim)] + [hidden] * layers + [embed_dim]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for k, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            weight, bias = torch.empty(2, fan_in, fan_out), torch.empty(2, 1, fan_out)
+            for branch, true_in in enumerate((x_dim, y_dim) if k == 0 else (fan_in, fan_in)):
+                bound = 1.0 / math.sqrt(true_in)  # nn.Linear's default initialisation, per branch
+                nn.init.uniform_(weight[branch], -bound, bound)
+                nn.init.uniform_(bias[branch], -bound, bound)
+                weight.data[branch, true_in:] = 0.0  # rows that only ever meet the zero padding
+            self.weights.append(nn.Parameter(weight))
+            self.biases.append(nn.Parameter(bias))
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor):
+        """(g(x), h(y)) for row-paired batches, both [N, embed_dim]."""
+        width = self.weights[0].shape[1]
+        if x.shape[0] != y.shape[0]:  # the stacked path needs equal row counts
+            return self.g(x), self.h(y)
+        pair = torch.stack([F.pad(x, (0, width - x.shape[1])), F.pad(y, (0, width - y.shape[1]))])
+        last = len(self.weights) - 1
+        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            pair = torch.baddbmm(bias, pair, weight)
+            if k < last:
+                pair = torch.relu(pair)
+        return pair[0], pair[1]
+
+    def _branch(self, v: torch.Tensor, branch: int) -> torch.Tensor:
+        v = F.pad(v, (0, self.weights[0].shape[1] - v.shape[1]))
+        last = len(self.weights) - 1
+        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            v = torch.addmm(bias[branch], v, weight[branch])
+            if k < last:
+                v = torch.relu(v)
+        return v
+
+    def g(self, x: torch.Tensor) -> torch.Tensor:
+        return self._branch(x, 0)
+
+    def h(self, y: torch.Tensor) -> torch.Tensor:
+        return self._branch(y, 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.g(x) @ self.h(y).T
+        gx, hy = self.embed(x, y)
+        return gx @ hy.T
 
 
 class BilinearCritic(nn.Module):

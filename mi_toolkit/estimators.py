@@ -110,7 +110,8 @@ class InfoNCEEstimator(CriticEstimator):
             return super()._estimate(x, y)
         from . import kernels
         # scores g(x)^T h(y) at temperature 1, rows x -> columns y: log N - loss is the InfoNCE bound
-        loss = kernels.infonce(self.critic.g(x), self.critic.h(y), temperature=1.0, shape="pairwise",
+        gx, hy = self.critic.embed(x, y)
+        loss = kernels.infonce(gx, hy, temperature=1.0, shape="pairwise",
                                symmetric=False, normalize=False, backend=backend)
         value = math.log(x.shape[0]) - loss
         return value, -value

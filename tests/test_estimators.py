@@ -61,7 +61,11 @@ def test_concat_critic_scores_every_pair(generator):
 def test_separable_and_bilinear_critics_have_the_right_form(generator):
     x, y = torch.randn(4, 3, generator=generator), torch.randn(4, 2, generator=generator)
     s = SeparableCritic(3, 2, hidden=8, layers=1, embed_dim=5)
-    assert torch.allclose(s(x, y), s.g(x) @ s.h(y).T)
+    assert torch.allclose(s(x, y), s.g(x) @ s.h(y).T, atol=1e-6)
+    # g is an ordinary MLP on x alone: rebuild it by hand from the stacked weights
+    w0, b0, w1, b1 = s.weights[0][0], s.biases[0][0], s.weights[1][0], s.biases[1][0]
+    assert torch.allclose(s.g(x), torch.relu(x @ w0[:3] + b0) @ w1 + b1, atol=1e-6)
+    assert s.weights[0].shape == (2, 3, 8) and torch.all(s.weights[0][1, 2:] == 0)  # y's padding row
     b = BilinearCritic(3, 2)
     assert torch.allclose(b(x, y), x @ b.weight @ y.T)
     with pytest.raises(ValueError, match="valid critics: bilinear, concat, separable"):
