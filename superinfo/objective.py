@@ -1,0 +1,344 @@
+"""The SuperInfo objective (arXiv 2408.10292): maximise J = I(z1;z2) - lambda_a I(v1;z1|v2) - lambda_b I(v2;z2|v1).
+
+We minimise the bound-based loss
+
+    L = -I_hat(z1;z2) + lambda_a U(v1;z1|v2) + lambda_b U(v2;z2|v1)
+
+with I_hat a lower bound (NT-Xent/InfoNCE on cosine similarities by default, or any lower bound of the
+``mi_toolkit`` registry by name) and U an upper bound on the superfluous information:
+
+* ``kl``: U(v1;z1|v2) = E KL(p(z1|v1) || p(z2|v2)), closed form for diagonal Gaussians (Multi-View Information
+  Bottleneck).  For ANY conditional q(.|v2) that sees v2 only, E_{v1,v2} KL(p(z1|v1) || q(.|v2)) =
+  I(z1;v1|v2) + E_{v2} KL(p(z1|v2) || q(.|v2)) >= I(z1;v1|v2): the second encoder need not share weights with the
+  first for the bound to hold (sharing only makes it tighter).  What it needs: the expectation over the joint
+  (v1, v2), z1's law being exactly the Gaussian the KL uses, and q not looking at v1.
+* ``club``: I(v1;z1|v2) = I(v1;z1) - I(z1;v2) <= CLUB(v1 -> z1 with the encoder's own density) - I_hat(z1;z2),
+  since I(z1;v2) >= I(z1;z2) >= E I_hat (data processing, then the lower bound).
+
+Functional core: ``cosine_similarity_scores``, ``ntxent_loss``, ``kl_conditional_bound``,
+``club_conditional_bound``.  Thin modules: ``GaussianPosteriorHead`` (a stochastic encoder head) and
+``SuperInfoLoss`` (returns every term, and the total).
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mi_toolkit
+from mi_toolkit.bounds import club_upper_bound, gaussian_kl_diag, infonce_lower_bound
+from mi_toolkit.critics import gaussian_log_density_matrix, mlp
+
+__all__ = [
+    "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
+    "SuperInfoTerms", "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
+]
+
+CONDITIONAL_BOUNDS = ("kl", "club")
+DEFAULT_TEMPERATURE = 0.1
+NTXENT = "ntxent"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------------------------------------------
+def _check_batch(t, name: str, dim: int | None = None) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [N, d], got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor, got dtype {t.dtype}")
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape [N, d], got shape {tuple(t.shape)}")
+    if dim is not None and t.shape[1] != dim:
+        raise ValueError(f"{name} must have {dim} features, got shape {tuple(t.shape)}")
+    return t
+
+
+def _check_pair(a, b, a_name: str, b_name: str, min_batch: int = 1):
+    _check_batch(a, a_name)
+    _check_batch(b, b_name)
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} and {b_name} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.shape[0] < min_batch:
+        raise ValueError(f"{a_name} needs a batch of at least {min_batch} rows (the other rows are the negatives), "
+                         f"got {a.shape[0]}")
+
+
+def _check_number(value, name: str, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Functional core
+# ---------------------------------------------------------------------------------------------------------------
+def cosine_similarity_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    """S[i, j] = cos(z1_i, z2_j) / temperature: the critic of NT-Xent (SimCLR)."""
+    temperature = _check_number(temperature, "temperature", positive=True)
+    _check_pair(z1, z2, "z1", "z2")
+    return F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature
+
+
+def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+    """The plain contrastive loss: -InfoNCE on cosine similarities at a temperature (one direction, z1 -> z2; the
+    in-batch z2's are the negatives).  Minus the value is a lower bound on I(z1;z2) (<= log N)."""
+    _check_pair(z1, z2, "z1", "z2", min_batch=2)
+    return -infonce_lower_bound(cosine_similarity_scores(z1, z2, temperature))
+
+
+def kl_conditional_bound(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor,
+                         logvar2: torch.Tensor) -> torch.Tensor:
+    """mean_i KL( N(mean1_i, e^logvar1_i) || N(mean2_i, e^logvar2_i) ): the batch estimate of the ``kl`` upper bound
+    on I(v1;z1|v2) (row i is the pair (v1_i, v2_i) drawn from the joint)."""
+    for a, name in ((logvar1, "logvar1"), (mean2, "mean2"), (logvar2, "logvar2")):
+        _check_pair(mean1, a, "mean1", name)
+    return gaussian_kl_diag(mean1, logvar1, mean2, logvar2).mean()
+
+
+def club_conditional_bound(mean1: torch.Tensor, logvar1: torch.Tensor, z1: torch.Tensor,
+                           mi_lower: torch.Tensor) -> torch.Tensor:
+    """CLUB(v1 -> z1) - I_hat(z1;z2), the ``club`` upper bound on I(v1;z1|v2).
+
+    CLUB uses the encoder's own density q(z|v1) = N(mean1(v1), e^logvar1(v1)) on all N(N-1) mismatched pairs;
+    ``mi_lower`` is the lower bound on I(z1;z2) from the same batch.
+    """
+    _check_pair(mean1, logvar1, "mean1", "logvar1", min_batch=2)
+    _check_pair(mean1, z1, "mean1", "z1")
+    if not isinstance(mi_lower, torch.Tensor) or mi_lower.dim() != 0:
+        raise TypeError(f"mi_lower must be a scalar tensor, got {mi_lower!r}")
+    return club_upper_bound(gaussian_log_density_matrix(mean1, logvar1, z1)) - mi_lower
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stochastic head
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class GaussianPosterior:
+    """p(z | v) = N(mean, diag e^logvar), one row per input."""
+
+    mean: torch.Tensor
+    logvar: torch.Tensor
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised sample mean + std * eps (differentiable in mean and logvar)."""
+        eps = torch.randn(self.mean.shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device)
+        return self.mean + self.std * eps
+
+
+SIGMA_MODES = ("fixed", "learned", "amortized")
+
+
+class GaussianPosteriorHead(nn.Module):
+    """A stochastic Gaussian encoder head: mean = MLP(v) (``layers=0``: linear), sigma fixed or bounded.
+
+    ``sigma``: a number > 0 (fixed, the default 1.0); ``"learned"`` (one sigma per output dimension, shared by all
+    inputs, kept in [sigma_min, sigma_max]); ``"amortized"`` (sigma(v) from the network, kept in
+    [sigma_min, sigma_max]).  Bounding matters: under the KL penalty a free sigma grows to shrink the KL (seen in
+    MIB re-implementations).  ``head(v)`` gives the posterior; ``head.sample(v)`` a reparameterised draw in training
+    mode and the deterministic mean in evaluation mode; ``head.encode(v)`` always the mean.
+    """
+
+    def __init__(self, in_dim: int, z_dim: int, hidden: int = 64, layers: int = 0, sigma: float | str = 1.0,
+                 sigma_min: float = 0.05, sigma_max: float = 5.0):
+        super().__init__()
+        self.in_dim = _check_int(in_dim, "in_dim", 1)
+        self.z_dim = _check_int(z_dim, "z_dim", 1)
+        _check_int(hidden, "hidden", 1)
+        self.layers = _check_int(layers, "layers", 0)
+        if isinstance(sigma, str):
+            if sigma not in ("learned", "amortized"):
+                raise ValueError(f"sigma must be a number > 0, 'learned' or 'amortized', got {sigma!r}")
+            self.sigma_mode = sigma
+            lo = _check_number(sigma_min, "sigma_min", positive=True)
+            hi = _check_number(sigma_max, "sigma_max", positive=True)
+            if hi <= lo:
+                raise ValueError(f"sigma_max must be > sigma_min, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
+            self.log_sigma_min, self.log_sigma_max = math.log(lo), math.log(hi)
+            self.fixed_sigma = None
+        else:
+            self.sigma_mode = "fixed"
+            self.fixed_sigma = _check_number(sigma, "sigma", positive=True)
+        out = 2 * self.z_dim if self.sigma_mode == "amortized" else self.z_dim
+        self.net = mlp(self.in_dim, hidden, self.layers, out)
+        if self.sigma_mode == "learned":
+            # start at the geometric middle of the allowed range
+            self.sigma_logit = nn.Parameter(torch.zeros(self.z_dim))
+
+    def _bounded_logvar(self, raw: torch.Tensor) -> torch.Tensor:
+        log_sigma = self.log_sigma_min + (self.log_sigma_max - self.log_sigma_min) * torch.sigmoid(raw)
+        return 2.0 * log_sigma
+
+    def forward(self, v: torch.Tensor) -> GaussianPosterior:
+        _check_batch(v, "v", self.in_dim)
+        out = self.net(v)
+        if self.sigma_mode == "amortized":
+            mean, raw = out.chunk(2, dim=-1)
+            return GaussianPosterior(mean, self._bounded_logvar(raw))
+        if self.sigma_mode == "learned":
+            logvar = self._bounded_logvar(self.sigma_logit).expand_as(out)
+        else:
+            logvar = torch.full_like(out, 2.0 * math.log(self.fixed_sigma))
+        return GaussianPosterior(out, logvar)
+
+    def encode(self, v: torch.Tensor) -> torch.Tensor:
+        """The deterministic representation (the posterior mean)."""
+        return self(v).mean
+
+    def sample(self, v: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        post = self(v)
+        return post.rsample(generator) if self.training else post.mean
+
+    def sigma(self) -> torch.Tensor | None:
+        """The current per-dimension sigma (None for the amortized mode, where it depends on the input)."""
+        if self.sigma_mode == "fixed":
+            return torch.full((self.z_dim,), self.fixed_sigma)
+        if self.sigma_mode == "learned":
+            return torch.exp(0.5 * self._bounded_logvar(self.sigma_logit)).detach()
+        return None
+
+    def linear_parameters(self):
+        """``(weight [z, in], bias [z], sigma [z])`` of a linear head with input-independent sigma: the
+        linear-Gaussian encoder z = W v + b + sigma * eps whose information is exact in the synthetic world."""
+        if self.layers != 0 or self.sigma_mode == "amortized":
+            raise ValueError("linear_parameters needs layers=0 and a fixed or learned (input-independent) sigma, "
+                             f"got layers={self.layers}, sigma mode {self.sigma_mode!r}")
+        lin = self.net[0]
+        return lin.weight.detach().clone(), lin.bias.detach().clone(), self.sigma()
+
+    def extra_repr(self) -> str:
+        sig = self.fixed_sigma if self.sigma_mode == "fixed" else self.sigma_mode
+        return f"in_dim={self.in_dim}, z_dim={self.z_dim}, layers={self.layers}, sigma={sig}"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The loss
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class SuperInfoTerms:
+    total: torch.Tensor          # what the optimiser minimises
+    contrastive: torch.Tensor    # the -I_hat term (or the estimator's training surrogate): the SimCLR loss
+    mi_lower: torch.Tensor       # I_hat(z1;z2), nats
+    superfluous_a: torch.Tensor  # upper bound on I(v1;z1|v2), nats
+    superfluous_b: torch.Tensor  # upper bound on I(v2;z2|v1), nats
+    lambda_a: float
+    lambda_b: float
+
+    def as_dict(self) -> dict:
+        """Floats for logs."""
+        return {k: (float(v.detach()) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
+
+
+class SuperInfoLoss(nn.Module):
+    """L = -I_hat(z1;z2) + lambda_a U(v1;z1|v2) + lambda_b U(v2;z2|v1).
+
+    ``lower_bound``: ``"ntxent"`` (InfoNCE on cosine similarities / ``temperature``; no parameters) or the name of a
+    lower bound in the ``mi_toolkit`` registry (``infonce``, ``nwj``, ``js``, ``smile``, ``mine``, ...; its critic
+    becomes a sub-module, so optimise ``loss.parameters()`` too; extra keyword arguments go to it).
+    ``conditional``: ``"kl"`` or ``"club"`` (see the module docstring).  ``lambda_b`` defaults to ``lambda_a``.
+    Negative lambdas (rewarding superfluous information) need ``allow_negative_lambda=True``.
+    With lambda_a = lambda_b = 0, ``total`` is exactly the plain contrastive loss.
+
+    ``loss(post1, post2)`` samples z1, z2 from the posteriors (reparameterised); pass ``z1=``, ``z2=`` to use your
+    own samples.  Returns ``SuperInfoTerms`` with every term.
+    """
+
+    def __init__(self, z_dim: int, lambda_a: float = 0.0, lambda_b: float | None = None,
+                 lower_bound: str = NTXENT, conditional: str = "kl", temperature: float | None = None,
+                 allow_negative_lambda: bool = False, **estimator_kwargs):
+        super().__init__()
+        self.z_dim = _check_int(z_dim, "z_dim", 1)
+        self.allow_negative_lambda = bool(allow_negative_lambda)
+        self.lambda_a = self._check_lambda(lambda_a, "lambda_a")
+        self.lambda_b = self.lambda_a if lambda_b is None else self._check_lambda(lambda_b, "lambda_b")
+        if not isinstance(conditional, str) or conditional not in CONDITIONAL_BOUNDS:
+            raise ValueError(f"unknown conditional bound {conditional!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+        self.conditional = conditional
+        if not isinstance(lower_bound, str):
+            raise TypeError(f"lower_bound must be a name (str), got {type(lower_bound).__name__}")
+        self.lower_bound = lower_bound
+        if lower_bound == NTXENT:
+            if estimator_kwargs:
+                raise TypeError(f"lower_bound 'ntxent' takes no estimator arguments, got {sorted(estimator_kwargs)}")
+            self.temperature = _check_number(DEFAULT_TEMPERATURE if temperature is None else temperature,
+                                             "temperature", positive=True)
+            self.estimator = None
+        else:
+            if temperature is not None:
+                raise ValueError(f"temperature applies to lower_bound='ntxent' only, not {lower_bound!r}")
+            valid = [n for n in mi_toolkit.available_estimators()
+                     if mi_toolkit.estimators.ESTIMATORS[n][0].direction == "lower"]
+            if lower_bound not in mi_toolkit.ESTIMATORS:
+                raise ValueError(f"unknown lower bound {lower_bound!r}; valid: {', '.join([NTXENT] + valid)}")
+            self.temperature = None
+            self.estimator = mi_toolkit.estimator(lower_bound, self.z_dim, self.z_dim, **estimator_kwargs)
+            if self.estimator.direction != "lower":
+                raise ValueError(f"{lower_bound!r} is an {self.estimator.direction} bound, not a lower bound on "
+                                 f"I(z1;z2); valid: {', '.join([NTXENT] + valid)}")
+
+    def _check_lambda(self, value, name):
+        value = _check_number(value, name)
+        if value < 0 and not self.allow_negative_lambda:
+            raise ValueError(f"{name} = {value} is negative, which rewards superfluous information; pass "
+                             "allow_negative_lambda=True (CLI: --allow-negative-lambda) if that is what you want")
+        return value
+
+    def mi_lower_bound(self, z1: torch.Tensor, z2: torch.Tensor):
+        """``(I_hat, contrastive_loss)`` on a batch of representation pairs."""
+        if self.estimator is None:
+            loss = ntxent_loss(z1, z2, self.temperature)
+            return -loss, loss
+        out = self.estimator(z1, z2)
+        return out.mi, out.loss
+
+    def forward(self, posterior1: GaussianPosterior, posterior2: GaussianPosterior, z1: torch.Tensor | None = None,
+                z2: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SuperInfoTerms:
+        for post, name in ((posterior1, "posterior1"), (posterior2, "posterior2")):
+            if not isinstance(post, GaussianPosterior):
+                raise TypeError(f"{name} must be a GaussianPosterior (the output of GaussianPosteriorHead), "
+                                f"got {type(post).__name__}")
+            _check_batch(post.mean, f"{name}.mean", self.z_dim)
+            _check_pair(post.mean, post.logvar, f"{name}.mean", f"{name}.logvar")
+        _check_pair(posterior1.mean, posterior2.mean, "posterior1.mean", "posterior2.mean", min_batch=2)
+        z1 = posterior1.rsample(generator) if z1 is None else z1
+        z2 = posterior2.rsample(generator) if z2 is None else z2
+        _check_pair(posterior1.mean, z1, "posterior1.mean", "z1")
+        _check_pair(posterior2.mean, z2, "posterior2.mean", "z2")
+
+        mi_lower, contrastive = self.mi_lower_bound(z1, z2)
+        if self.conditional == "kl":
+            sup_a = kl_conditional_bound(posterior1.mean, posterior1.logvar, posterior2.mean, posterior2.logvar)
+            sup_b = kl_conditional_bound(posterior2.mean, posterior2.logvar, posterior1.mean, posterior1.logvar)
+        else:
+            sup_a = club_conditional_bound(posterior1.mean, posterior1.logvar, z1, mi_lower)
+            sup_b = club_conditional_bound(posterior2.mean, posterior2.logvar, z2, mi_lower)
+        total = contrastive
+        if self.lambda_a != 0.0:   # lambda = 0 leaves the contrastive loss untouched, bit for bit
+            total = total + self.lambda_a * sup_a
+        if self.lambda_b != 0.0:
+            total = total + self.lambda_b * sup_b
+        return SuperInfoTerms(total=total, contrastive=contrastive, mi_lower=mi_lower, superfluous_a=sup_a,
+                              superfluous_b=sup_b, lambda_a=self.lambda_a, lambda_b=self.lambda_b)
+
+    def extra_repr(self) -> str:
+        lb = f"ntxent(temperature={self.temperature:g})" if self.estimator is None else self.lower_bound
+        return (f"lambda_a={self.lambda_a:g}, lambda_b={self.lambda_b:g}, lower_bound={lb}, "
+                f"conditional={self.conditional!r}")

@@ -1,0 +1,308 @@
+"""The SuperInfo objective trained on the synthetic multi-view world, with exact information before and after.
+
+    from superinfo.world import run_world, run_sweep
+    result = run_world(lambda_a=0.1, bound="kl", seed=0)          # dict; result["superfluous_nats"], ...
+    sweep = run_sweep([0, 0.1, 1], bounds=["kl", "club"], seeds=[0, 1, 2], out="runs/sweep")
+
+Encoders: one Gaussian head per view (linear by default, so z = W v + b + sigma eps and every quantity is exact),
+trained with Adam on fresh samples each step.  Probes: logistic regression on held-out samples of the stochastic
+representation z1 (the one the information numbers describe), for a label from the shared part
+(sign of a fixed projection of s) and one from t1 (sign of a fixed projection of t1); the accuracy of the Bayes
+classifier on the same features is exact and reported next to it.  Probes on the deterministic mean are reported
+too (``*_mean`` keys): for a linear encoder they only see the subspace W spans, not how much noise drowns it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthetic.multiview import LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
+
+from .objective import CONDITIONAL_BOUNDS, GaussianPosteriorHead, SuperInfoLoss
+
+__all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
+           "exact_quantities"]
+
+WORLDS = {"linear": MultiViewWorld, "nonlinear": NonlinearMultiViewWorld}
+
+DEFAULTS = dict(
+    lower_bound="ntxent", temperature=0.2, steps=800, batch_size=256, lr=0.01, z_dim=8, sigma=1.0,
+    encoder_layers=0, hidden=64, shared_dim=4, nuisance_dim=6, t1_dim=2, noise_std=0.3, world="linear",
+    probe_samples=4000, probe_steps=100, log_every=50,
+)
+
+
+def _linear_encoder(head: GaussianPosteriorHead) -> LinearGaussianEncoder:
+    weight, bias, sigma = head.linear_parameters()
+    return LinearGaussianEncoder.make(weight.double().numpy(), bias.double().numpy(), noise_std=sigma.double().numpy())
+
+
+def exact_quantities(world: MultiViewWorld, head1: GaussianPosteriorHead, head2: GaussianPosteriorHead) -> dict:
+    """Exact nats and Bayes accuracies of the linear-Gaussian encoders (heads) on the (linear) world."""
+    enc1, enc2 = _linear_encoder(head1), _linear_encoder(head2)
+    info = world.exact_information(enc1, enc2)
+    info.update({
+        "kl_bound_a": world.expected_kl(enc1, enc2),
+        "kl_bound_b": world.expected_kl(enc2, enc1),
+        "club_bound_a_minus_i_z1_z2": world.club_value(enc1, 1) - info["i_z1_z2"],
+        "shared_bayes_acc": world.bayes_accuracy(enc1, "shared"),
+        "t1_bayes_acc": world.bayes_accuracy(enc1, "t1"),
+        "shared_bayes_acc_mean": world.bayes_accuracy(enc1, "shared", include_noise=False),
+        "t1_bayes_acc_mean": world.bayes_accuracy(enc1, "t1", include_noise=False),
+    })
+    return info
+
+
+def train_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                steps: int = 100, l2: float = 1e-4) -> float:
+    """Logistic regression (L-BFGS, standardised features) fitted on train, accuracy (fraction) on test."""
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-12)
+    xtr, xte = (train_x - mean) / std, (test_x - mean) / std
+    w = torch.zeros(xtr.shape[1], dtype=xtr.dtype, requires_grad=True)
+    b = torch.zeros((), dtype=xtr.dtype, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+    ytr = train_y.to(xtr.dtype)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xtr @ w + b, ytr) + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        return float(((xte @ w + b > 0).long() == test_y).double().mean())
+
+
+def _probe_accuracies(world, head1, n, steps, generator) -> dict:
+    head1.eval()
+    out = {}
+    with torch.no_grad():
+        data = [world.sample(n, generator, dtype=torch.float64) for _ in range(2)]
+        post = [head1(d.v1.float()) for d in data]
+        noisy = [p.rsample(generator).double() for p in post]
+        mean = [p.mean.double() for p in post]
+    for task in ("shared", "t1"):
+        labels = [getattr(d, f"{task}_label") for d in data]
+        out[f"{task}_probe_acc"] = train_probe(noisy[0], labels[0], noisy[1], labels[1], steps)
+        out[f"{task}_probe_acc_mean"] = train_probe(mean[0], labels[0], mean[1], labels[1], steps)
+    head1.train()
+    return out
+
+
+def _check_options(bound, world, steps, batch_size):
+    if bound not in CONDITIONAL_BOUNDS:
+        raise ValueError(f"unknown bound {bound!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; valid: {', '.join(WORLDS)}")
+    for value, name, minimum in ((steps, "steps", 0), (batch_size, "batch_size", 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str = "kl", seed: int = 0,
+              world_seed: int | None = None, allow_negative_lambda: bool = False, out: str | Path | None = None,
+              **options) -> dict:
+    """Train two Gaussian heads on the multi-view world with the SuperInfo loss; report exact information.
+
+    ``options`` override ``DEFAULTS`` (lower_bound, temperature, steps, batch_size, lr, z_dim, sigma,
+    encoder_layers, hidden, shared_dim, nuisance_dim, t1_dim, noise_std, world, probe_samples, probe_steps,
+    log_every).  ``world_seed`` (default: ``seed``) draws the mixing matrices, ``seed`` the initialisation and
+    data.  Writes ``out/world.json`` when ``out`` is given.  Exact quantities need the linear world and linear
+    heads with input-independent sigma; otherwise they are ``None`` and only probes and bound values are reported.
+    """
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"run_world got unknown options {unknown}; valid: {', '.join(sorted(DEFAULTS))}")
+    cfg = {**DEFAULTS, **options}
+    _check_options(bound, cfg["world"], cfg["steps"], cfg["batch_size"])
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    world_seed = seed if world_seed is None else world_seed
+    started = time.perf_counter()
+
+    world = WORLDS[cfg["world"]](shared_dim=cfg["shared_dim"], nuisance_dim=cfg["nuisance_dim"],
+                                 t1_dim=cfg["t1_dim"], noise_std=cfg["noise_std"], seed=world_seed)
+    loss_kwargs = {} if cfg["lower_bound"] != "ntxent" else {"temperature": cfg["temperature"]}
+    loss_fn = SuperInfoLoss(cfg["z_dim"], lambda_a, lambda_b, lower_bound=cfg["lower_bound"], conditional=bound,
+                            allow_negative_lambda=allow_negative_lambda, **loss_kwargs)
+    torch.manual_seed(seed)
+    heads = [GaussianPosteriorHead(world.view_dim, cfg["z_dim"], hidden=cfg["hidden"], layers=cfg["encoder_layers"],
+                                   sigma=cfg["sigma"]) for _ in range(2)]
+    exact = cfg["world"] == "linear" and cfg["encoder_layers"] == 0 and cfg["sigma"] != "amortized"
+    before = exact_quantities(world, *heads) if exact else None
+
+    params = [p for m in (*heads, loss_fn) for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg["lr"])
+    gen = torch.Generator().manual_seed(10_000 + seed)
+    history = []
+    for step in range(cfg["steps"]):
+        batch = world.sample(cfg["batch_size"], gen)
+        terms = loss_fn(heads[0](batch.v1), heads[1](batch.v2), generator=gen)
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+        if cfg["log_every"] and (step % cfg["log_every"] == 0 or step == cfg["steps"] - 1):
+            history.append({"step": step, **{k: v for k, v in terms.as_dict().items() if not k.startswith("lambda")}})
+    train_seconds = time.perf_counter() - started
+
+    after = exact_quantities(world, *heads) if exact else None
+    probes = _probe_accuracies(world, heads[0], cfg["probe_samples"], cfg["probe_steps"],
+                               torch.Generator().manual_seed(20_000 + seed))
+    final = history[-1] if history else {}
+    result = {
+        "lambda": loss_fn.lambda_a,
+        "lambda_b": loss_fn.lambda_b,
+        "bound": bound,
+        "seed": seed,
+        "world_seed": world_seed,
+        "superfluous_nats": after["superfluous_1"] if exact else None,
+        "superfluous_b_nats": after["superfluous_2"] if exact else None,
+        "shared_nats": after["i_z1_s"] if exact else None,
+        "t1_nats": after["i_z1_t1"] if exact else None,
+        "i_z1_z2_nats": after["i_z1_z2"] if exact else None,
+        **probes,
+        "shared_bayes_acc": after["shared_bayes_acc"] if exact else None,
+        "t1_bayes_acc": after["t1_bayes_acc"] if exact else None,
+        "superfluous_nats_before": before["superfluous_1"] if exact else None,
+        "t1_bayes_acc_before": before["t1_bayes_acc"] if exact else None,
+        "final_terms": final,
+        "sigma": [float(s) for s in heads[0].sigma()] if heads[0].sigma() is not None else None,
+        "before": before,
+        "after": after,
+        "world_truth": world.view_information(),
+        "world": repr(world),
+        "config": {**cfg, "lambda_a": loss_fn.lambda_a, "lambda_b": loss_fn.lambda_b, "bound": bound},
+        "history": history,
+        "seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
+    }
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "world.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sweep
+# ---------------------------------------------------------------------------------------------------------------
+SUMMARY_KEYS = ("superfluous_nats", "shared_nats", "t1_nats", "i_z1_z2_nats", "shared_probe_acc", "t1_probe_acc",
+                "shared_bayes_acc", "t1_bayes_acc", "shared_probe_acc_mean", "t1_probe_acc_mean",
+                "superfluous_nats_before", "t1_bayes_acc_before")
+
+
+def summarize(records: list[dict]) -> list[dict]:
+    """Mean and standard deviation (ddof=1) over seeds for each (bound, lambda)."""
+    groups: dict = {}
+    for r in records:
+        groups.setdefault((r["bound"], r["lambda"]), []).append(r)
+    rows = []
+    for (bound, lam), rs in sorted(groups.items()):
+        row = {"bound": bound, "lambda": lam, "n_seeds": len(rs)}
+        for key in SUMMARY_KEYS:
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            if vals:
+                row[key] = float(np.mean(vals))
+                row[key + "_std"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def run_sweep(lambdas, bounds=("kl", "club"), seeds=(0, 1, 2), out: str | Path | None = None,
+              progress=None, **options) -> dict:
+    """``run_world`` for every (bound, lambda, seed); writes ``out/sweep.json`` and ``out/world_sweep.png``."""
+    lambdas = [float(x) for x in lambdas]
+    if not lambdas:
+        raise ValueError("lambdas must hold at least one value")
+    if any(x < 0 for x in lambdas) and not options.get("allow_negative_lambda", False):
+        raise ValueError(f"lambdas hold a negative value {lambdas}; pass allow_negative_lambda=True if you mean it")
+    for b in bounds:
+        if b not in CONDITIONAL_BOUNDS:
+            raise ValueError(f"unknown bound {b!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+    records = []
+    for bound in bounds:
+        for lam in lambdas:
+            for seed in seeds:
+                r = run_world(lam, None, bound, seed, **options)
+                r.pop("history")
+                records.append(r)
+                if progress is not None:
+                    progress(r)
+    sweep = {"lambdas": lambdas, "bounds": list(bounds), "seeds": list(seeds), "summary": summarize(records),
+             "records": records}
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep.json").write_text(json.dumps(sweep, indent=2))
+        plot_sweep(sweep["summary"], out / "world_sweep.png")
+    return sweep
+
+
+def plot_sweep(summary: list[dict], path: str | Path, title: str | None = None) -> Path:
+    """Superfluous information and both probe accuracies against lambda (mean ± std over seeds), per bound, and
+    the trade-off panel: shared-task accuracy against the superfluous information kept."""
+    return plot_sweeps([(summary, title)], path)
+
+
+def plot_sweeps(sweeps: list[tuple[list[dict], str | None]], path: str | Path) -> Path:
+    """One row of ``plot_sweep`` panels per ``(summary, title)`` (e.g. several worlds or training budgets)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("superfluous_nats", "superfluous I(z1;v1|v2) [nats]"),
+              ("shared_probe_acc", "shared-task probe accuracy"),
+              ("t1_probe_acc", "t1-task probe accuracy")]
+    fig = plt.figure(figsize=(15, 3.5 * len(sweeps)), dpi=72, layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(len(sweeps), 1))
+    for subfig, (summary, title) in zip(subfigs, sweeps):
+        axes = subfig.subplots(1, 4)
+        bounds = sorted({r["bound"] for r in summary})
+        positive = sorted({abs(r["lambda"]) for r in summary if r["lambda"] != 0})
+        linthresh = positive[0] if positive else 1.0
+        styles = dict(zip(bounds, zip("os^v", ["C0", "C1", "C2", "C3"])))
+        for ax, (key, label) in zip(axes, panels):
+            for bound in bounds:
+                rows = sorted((r for r in summary if r["bound"] == bound and key in r), key=lambda r: r["lambda"])
+                if rows:
+                    marker, color = styles[bound]
+                    ax.errorbar([r["lambda"] for r in rows], [r[key] for r in rows],
+                                yerr=[r[key + "_std"] for r in rows], marker=marker, color=color, capsize=3,
+                                label=bound)
+            ax.set_xscale("symlog", linthresh=linthresh)
+            ax.set_xlabel("lambda (lambda_a = lambda_b)")
+            ax.set_title(label, fontsize=10)
+            ax.grid(alpha=0.3)
+        for ax in axes[1:3]:
+            ax.set_ylim(0.45, 1.0)
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+        before = [r["t1_bayes_acc_before"] for r in summary if "t1_bayes_acc_before" in r]
+        if before:
+            axes[2].axhline(float(np.mean(before)), color="k", lw=1, ls="--", label="t1 at initialisation (Bayes)")
+            axes[2].legend(fontsize=8, loc="upper right")
+        ax = axes[3]
+        for bound in bounds:
+            rows = sorted((r for r in summary if r["bound"] == bound and "superfluous_nats" in r),
+                          key=lambda r: r["lambda"])
+            if rows:
+                marker, color = styles[bound]
+                ax.errorbar([r["superfluous_nats"] for r in rows], [r["shared_probe_acc"] for r in rows],
+                            xerr=[r["superfluous_nats_std"] for r in rows],
+                            yerr=[r["shared_probe_acc_std"] for r in rows], marker=marker, color=color, capsize=3,
+                            label=bound)
+        ax.set_xlabel("superfluous I(z1;v1|v2) kept [nats]")
+        ax.set_title("trade-off: shared accuracy vs superfluous", fontsize=10)
+        ax.set_ylim(0.45, 1.0)
+        ax.grid(alpha=0.3)
+        axes[0].legend(title="conditional bound", fontsize=8)
+        if title:
+            subfig.suptitle(title, fontsize=11, fontweight="bold", x=0.01, ha="left")
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
