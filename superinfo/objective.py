@@ -94,11 +94,26 @@ def cosine_similarity_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: fl
     return F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature
 
 
-def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
+                backend: str = "auto") -> torch.Tensor:
     """The plain contrastive loss: -InfoNCE on cosine similarities at a temperature (one direction, z1 -> z2; the
-    in-batch z2's are the negatives).  Minus the value is a lower bound on I(z1;z2) (<= log N)."""
+    in-batch z2's are the negatives).  Minus the value is a lower bound on I(z1;z2) (<= log N).
+
+    ``backend``: ``"matrix"`` builds the N x N score matrix; a ``mi_toolkit.kernels`` backend name (``"chunked"``,
+    ``"triton"``, ...) runs the fused O(N)-memory kernel; ``"auto"`` takes the matrix below
+    ``mi_toolkit.estimators.FUSED_MIN_BATCH`` rows and the fused kernel from there on.
+    """
     _check_pair(z1, z2, "z1", "z2", min_batch=2)
-    return -infonce_lower_bound(cosine_similarity_scores(z1, z2, temperature))
+    from mi_toolkit import kernels
+    from mi_toolkit.estimators import FUSED_MIN_BATCH
+    valid = ("auto", "matrix") + tuple(b for b in kernels.BACKENDS if b != "auto")
+    if backend not in valid:
+        raise ValueError(f"backend must be one of {', '.join(valid)}; got {backend!r}")
+    if backend == "matrix" or (backend == "auto" and z1.shape[0] < FUSED_MIN_BATCH):
+        return -infonce_lower_bound(cosine_similarity_scores(z1, z2, temperature))
+    temperature = _check_number(temperature, "temperature", positive=True)
+    return kernels.infonce(z1, z2, temperature=temperature, shape="pairwise", symmetric=False, normalize=True,
+                           backend=backend) - math.log(z1.shape[0])
 
 
 def kl_conditional_bound(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor,
