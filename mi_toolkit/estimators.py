@@ -148,7 +148,7 @@ class MINEEstimator(CriticEstimator):
     """DV value; the gradient uses a moving average of the partition term (in the log domain, so it never
     overflows).  ``ema_rate`` is the weight of the newest batch."""
 
-    def __init__(self, x_dim, y_dim, ema_rate: float = 0.01, **kw):
+    def __init__(self, x_dim, y_dim, ema_rate: float = 0.1, **kw):
         super().__init__("mine", x_dim, y_dim, **kw)
         if not 0.0 < ema_rate <= 1.0:
             raise ValueError(f"ema_rate must be in (0, 1], got {ema_rate!r}")
@@ -156,13 +156,16 @@ class MINEEstimator(CriticEstimator):
         self.register_buffer("log_running_mean", torch.tensor(float("nan")))
 
     def _estimate(self, x, y):
+        scores = self.critic(x, y)
         running = None if torch.isnan(self.log_running_mean) else self.log_running_mean
-        value, surrogate, log_batch = bounds.mine_lower_bound(self.critic(x, y), running)
         if self.training:
+            # as in Belghazi et al.'s algorithm: fold this batch into the average first, then use it
             with torch.no_grad():
-                new = log_batch if running is None else torch.logaddexp(
+                log_batch = bounds.logmeanexp_offdiag(scores)
+                running = log_batch if running is None else torch.logaddexp(
                     math.log1p(-self.ema_rate) + running, math.log(self.ema_rate) + log_batch)
-                self.log_running_mean.copy_(new)
+                self.log_running_mean.copy_(running)
+        value, surrogate, _ = bounds.mine_lower_bound(scores, running)
         return value, -surrogate
 
 
