@@ -6,6 +6,9 @@
     terms = loss(head1(v1), head2(v2)); terms.total.backward()          # terms.mi_lower, .superfluous_a, ...
 
     from superinfo.world import run_world, run_sweep                    # the experiment (CLI: superinfo world)
+    from superinfo.train import preset_config, train, resume            # the trainer (CLI: superinfo train)
+    # (``train`` is not re-exported here: it would shadow the ``superinfo.train`` module)
+    from superinfo.evaluate import evaluate_run                         # linear / kNN (CLI: superinfo eval)
 """
 from .objective import (
     CONDITIONAL_BOUNDS,
@@ -22,4 +25,15 @@ from .objective import (
 __all__ = [
     "CONDITIONAL_BOUNDS", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss", "SuperInfoTerms",
     "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
+]
+
+# The trainer (models, optimisers, loop, evaluation); importing them is cheap (torchvision blocks only).
+from .evaluate import evaluate_model, evaluate_run, knn_top1, linear_top1  # noqa: E402
+from .models import SuperInfoModel, build_backbone, build_model  # noqa: E402
+from .optim import LARS, WarmupCosine  # noqa: E402
+from .train import NonFiniteLossError, TrainConfig, preset_config  # noqa: E402
+
+__all__ += [
+    "LARS", "NonFiniteLossError", "SuperInfoModel", "TrainConfig", "WarmupCosine", "build_backbone", "build_model",
+    "evaluate_model", "evaluate_run", "knn_top1", "linear_top1", "preset_config",
 ]

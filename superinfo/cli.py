@@ -2,6 +2,11 @@
 
     superinfo world --lambda 0.1 --bound kl --seed 0 --out DIR          one run on the multi-view world
     superinfo sweep-world --lambdas 0,0.01,0.1,1 --bounds kl,club --seeds 0,1,2 --out DIR
+    superinfo train --preset cifar10 --data-root DIR --out RUN_DIR [--lambda-a 0.1 --epochs 100 ...]
+    superinfo train --dataset imagefolder --data-root DIR --arch resnet18 --image-size 32 --epochs E \
+        --batch-size B --lambda-a A --lambda-b B --out RUN_DIR
+    superinfo train --resume RUN_DIR                                     continue from the last checkpoint
+    superinfo eval --run RUN_DIR --protocol linear|knn [--dataset NAME --data-root DIR]   writes RUN_DIR/eval.json
 """
 from __future__ import annotations
 
@@ -97,7 +102,170 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", required=True, help="output folder")
     _add_world_options(sweep)
     sweep.set_defaults(func=_cmd_sweep)
+
+    _add_train_parser(sub)
+    _add_eval_parser(sub)
     return parser
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+# (flag, TrainConfig field, type, help) of the train overrides: every one defaults to None = "keep the preset's"
+_TRAIN_OVERRIDES = [
+    ("--dataset", "dataset", str, "dataset name of superinfo.data (cifar10, stl10, imagenet, imagefolder, digits)"),
+    ("--arch", "arch", str, "tiny, resnet18 or resnet50"),
+    ("--width", "width", int, "backbone width (64 for the standard ResNets)"),
+    ("--cifar-stem", "cifar_stem", _bool, "3x3 stride-1 stem without max-pool (true/false)"),
+    ("--image-size", "image_size", int, "crop size (default: the data preset's)"),
+    ("--epochs", "epochs", int, None), ("--batch-size", "batch_size", int, None),
+    ("--optimizer", "optimizer", str, "adam, adamw, sgd or lars"),
+    ("--lr", "lr", float, "peak learning rate"), ("--weight-decay", "weight_decay", float, None),
+    ("--momentum", "momentum", float, None), ("--warmup-epochs", "warmup_epochs", float, None),
+    ("--final-lr-factor", "final_lr_factor", float, "cosine floor as a fraction of the peak lr"),
+    ("--lambda-a", "lambda_a", float, "weight of the superfluous term I(v1;z1|v2)"),
+    ("--lambda-b", "lambda_b", float, "weight of I(v2;z2|v1) (default: --lambda-a)"),
+    ("--lower-bound", "lower_bound", str, "ntxent or a lower bound of the mi_toolkit registry"),
+    ("--conditional", "conditional", str, "upper bound on the conditional terms: kl or club"),
+    ("--temperature", "temperature", float, "NT-Xent temperature"),
+    ("--z-dim", "z_dim", int, "projection dimension (128)"), ("--head-hidden", "head_hidden", int, None),
+    ("--head-layers", "head_layers", int, None),
+    ("--sigma", "sigma", _sigma, "head noise: a number, 'learned' or 'amortized'"),
+    ("--probe-lr", "probe_lr", float, "online linear probe learning rate"),
+    ("--final-eval", "final_eval", str, "evaluation at the end of training: knn, linear or none"),
+    ("--knn-k", "knn_k", int, None), ("--knn-temperature", "knn_temperature", float, None),
+    ("--seed", "seed", int, None), ("--num-workers", "num_workers", int, None),
+    ("--device", "device", str, "auto, cpu, cuda, cuda:1, ..."), ("--amp", "amp", str, "auto, none, bf16, fp16"),
+    ("--channels-last", "channels_last", _bool, "true/false (default: on CUDA)"),
+    ("--log-every", "log_every", int, "steps per CSV row"),
+    ("--stop-after-epochs", "stop_after_epochs", int, "stop (resumably) after this many epochs of this call"),
+    ("--max-steps-per-epoch", "max_steps_per_epoch", int, "cap on steps per epoch (smoke runs)"),
+]
+
+
+def _add_train_parser(sub) -> None:
+    from .train import PRESETS
+
+    p = sub.add_parser("train", help="contrastive pre-training with the SuperInfo loss",
+                       description="Train an encoder; RUN_DIR gets config.json, checkpoint.pt (each epoch), "
+                                   "log.csv and eval.json.  Every preset value can be overridden.")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="paper protocol (sets --dataset too)")
+    p.add_argument("--data-root", help="dataset folder")
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    g = p.add_argument_group("overrides (default: the preset's value)")
+    for flag, dest, typ, hlp in _TRAIN_OVERRIDES:
+        g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+    g.add_argument("--allow-negative-lambda", action="store_true", default=None)
+    g.add_argument("--no-probe", dest="probe", action="store_false", default=None, help="no online linear probe")
+    g.add_argument("--download", action="store_true", default=None)
+    g.add_argument("--no-verify", dest="verify", action="store_false", default=None)
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="linear or kNN evaluation of a run on frozen features; writes RUN_DIR/eval.json")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--protocol", required=True, choices=["linear", "knn"])
+    p.add_argument("--dataset", help="default: the run's dataset")
+    p.add_argument("--data-root", help="default: the run's data root")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--k", type=int, default=200, help="kNN neighbours")
+    p.add_argument("--temperature", type=float, default=0.1, help="kNN vote temperature")
+    p.add_argument("--epochs", type=int, default=100, help="linear classifier epochs")
+    p.add_argument("--lr", type=float, default=1e-3, help="linear classifier learning rate (Adam)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="linear classifier weight decay")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _set_threads(n: int) -> None:
+    import os
+
+    import torch
+    torch.set_num_threads(n if n > 0 else (os.cpu_count() or 1))
+
+
+def train_config_from_args(args):
+    """The ``TrainConfig`` a ``superinfo train`` command line asks for (not for --resume)."""
+    from .train import PRESETS, preset_config
+
+    overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
+    for dest in ("allow_negative_lambda", "probe", "download", "verify", "progress"):
+        overrides[dest] = getattr(args, dest)
+    overrides.update(data_root=args.data_root, out=args.out)
+    if args.preset is not None:
+        return preset_config(args.preset, **overrides)
+    if overrides["dataset"] is None:
+        raise ValueError("give --preset NAME or --dataset NAME")
+    # a dataset with a preset of the same name starts from it; others (imagefolder, digits) from cifar10's
+    base = overrides["dataset"] if overrides["dataset"] in PRESETS else "cifar10"
+    return preset_config(base, **overrides)
+
+
+def _cmd_train(args) -> int:
+    from .train import NonFiniteLossError, resume, train
+
+    _set_threads(args.threads)
+    try:
+        if args.resume:
+            overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
+            overrides.update(data_root=args.data_root, progress=args.progress, download=args.download,
+                             verify=args.verify)
+            if args.out is not None and args.out != args.resume:
+                raise ValueError("--out must be left out (or equal --resume) when resuming")
+            summary = resume(args.resume, **overrides)
+        else:
+            if args.out is None or args.data_root is None:
+                raise ValueError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR)")
+            summary = train(train_config_from_args(args))
+    except NonFiniteLossError as err:
+        print(f"superinfo train: {err}", file=sys.stderr)
+        return 1
+    except RuntimeError as err:
+        if type(err).__module__ != "superinfo.data":   # missing / corrupt data: a message, not a traceback
+            raise
+        print(f"superinfo train: error: {err}", file=sys.stderr)
+        return 2
+    row = summary.get("last_log") or {}
+    print(f"epoch {summary['epoch']}, step {summary['step']}: loss {row.get('loss', float('nan')):.4f}  "
+          f"probe acc {row.get('probe_acc', '')}")
+    if "eval" in summary:
+        ev = summary["eval"]
+        print(f"{ev['protocol']} top-1: {100 * ev['top1']:.2f}%")
+    print(f"run folder: {summary['run_dir']}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .evaluate import evaluate_run
+
+    _set_threads(args.threads)
+    kw = dict(batch_size=args.batch_size, k=args.k, temperature=args.temperature, linear_epochs=args.epochs,
+              linear_lr=args.lr, linear_weight_decay=args.weight_decay)
+    if args.num_workers is not None:
+        kw["num_workers"] = args.num_workers
+    try:
+        r = evaluate_run(args.run, args.protocol, dataset=args.dataset, data_root=args.data_root,
+                         device=args.device, **kw)
+    except RuntimeError as err:
+        if type(err).__module__ != "superinfo.data":
+            raise
+        print(f"superinfo eval: error: {err}", file=sys.stderr)
+        return 2
+    print(f"{r['protocol']} top-1: {100 * r['top1']:.2f}%  ({r['n_train']} train / {r['n_test']} test images; "
+          f"checkpoint epoch {r['checkpoint_epoch']})")
+    print(f"wrote {args.run}/eval.json")
+    return 0
 
 
 def _fmt(v, pct=False):

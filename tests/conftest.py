@@ -1,8 +1,12 @@
 import os
 
-import pytest
-import torch
-from hypothesis import HealthCheck, settings
+# Triton kernels run on CPU tensors under its interpreter, which must be on before triton is first imported
+# (torchvision's import already pulls it in, and triton.language's own @jit helpers are built at that moment).
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 # Small CPU work: one thread is fastest and makes timings and results repeatable.
 torch.set_num_threads(1)

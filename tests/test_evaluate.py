@@ -1,0 +1,53 @@
+"""Linear evaluation and weighted kNN on frozen features, and eval.json."""
+import json
+
+import pytest
+import torch
+
+from superinfo.evaluate import evaluate_model, knn_top1, linear_top1, write_eval
+
+
+def blobs(n_per=40, classes=3, dim=6, spread=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centers = 3 * torch.randn(classes, dim, generator=g)
+    y = torch.arange(classes).repeat_interleave(n_per)
+    return centers[y] + spread * torch.randn(len(y), dim, generator=g), y
+
+
+def test_knn_separable_clusters():
+    xtr, ytr = blobs(seed=0)
+    xte, yte = blobs(n_per=10, seed=0)
+    assert knn_top1(xtr, ytr, xte, yte, k=200, temperature=0.1) == 1.0   # k capped at the training size
+
+
+def test_knn_votes_are_temperature_weighted():
+    # one very close neighbour of class 1 vs two farther ones of class 0: the weighting decides
+    train = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6, -0.8]])
+    labels = torch.tensor([1, 0, 0])
+    query, qy = torch.tensor([[1.0, 0.05]]), torch.tensor([1])
+    assert knn_top1(train, labels, query, qy, k=3, temperature=0.1) == 1.0    # exp(10) > 2 exp(6)
+    assert knn_top1(train, labels, query, qy, k=3, temperature=100.0) == 0.0  # nearly a plain majority
+
+
+def test_linear_probe_learns_separable_features():
+    xtr, ytr = blobs(seed=1)
+    xte, yte = blobs(n_per=20, seed=1)
+    r = linear_top1(xtr, ytr, xte, yte, epochs=30, lr=1e-2, batch_size=32)
+    assert r["top1"] >= 0.95 and r["train_top1"] >= 0.95
+    assert linear_top1(xtr, ytr, xte, yte, epochs=2, seed=3) == linear_top1(xtr, ytr, xte, yte, epochs=2, seed=3)
+
+
+def test_evaluate_model_and_eval_json(tmp_path):
+    x, y = blobs(n_per=10, dim=4)
+    ds = list(zip(x, y.tolist()))
+    model = torch.nn.Identity()
+    r = evaluate_model(model, ds, ds, "knn", k=5)
+    assert r["top1"] == 1.0 and r["settings"]["k"] == 5 and r["n_train"] == 30
+    write_eval(tmp_path, r)
+    r2 = evaluate_model(model, ds, ds, "linear", linear_epochs=3)
+    write_eval(tmp_path, r2)
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["protocol"] == "linear" and 0 <= saved["top1"] <= 1
+    assert saved["results"]["knn"]["top1"] == 1.0
+    with pytest.raises(ValueError, match="unknown protocol"):
+        evaluate_model(model, ds, ds, "svm")

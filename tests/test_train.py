@@ -1,0 +1,213 @@
+"""The SuperInfo trainer on tiny models and 8x8 images (CPU): end-to-end epoch through the CLI, bit-exact resume,
+the non-finite-loss guard, and every preset building."""
+import csv
+import dataclasses
+import hashlib
+import json
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+import superinfo.train as train_mod
+from superinfo.cli import build_parser, main, train_config_from_args
+from superinfo.train import (PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
+                             preset_config, resume, train)
+
+
+class TwoViews(Dataset):
+    """Stand-in for ``superinfo.data.pretrain_dataset``: (view1, view2, label) with random-noise 'augmentation'
+    drawn from the global torch RNG (as torchvision transforms do).  ``poison_from``: from that many __getitem__
+    calls on, images are NaN; ``crash_at``: raise KeyboardInterrupt at that call (a kill)."""
+
+    def __init__(self, n=48, size=8, classes=3, seed=0, poison_from=None, crash_at=None):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 3, size, size, generator=g)
+        self.y = torch.arange(n) % classes
+        self.num_classes = classes
+        self.calls, self.poison_from, self.crash_at = 0, poison_from, crash_at
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        self.calls += 1
+        if self.crash_at is not None and self.calls == self.crash_at:
+            raise KeyboardInterrupt("simulated kill")
+        x = self.x[i]
+        if self.poison_from is not None and self.calls >= self.poison_from:
+            x = torch.full_like(x, float("nan"))
+        return x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x), int(self.y[i])
+
+
+class Labelled(Dataset):
+    """Stand-in for ``superinfo.data.eval_datasets``: (image, label)."""
+
+    def __init__(self, pairs):
+        self.x, self.y = pairs.x, pairs.y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], int(self.y[i])
+
+
+def tiny_config(out, **kw):
+    base = dict(dataset="standin", out=str(out), arch="tiny", width=4, epochs=2, batch_size=16, num_workers=0,
+                warmup_epochs=0.5, lambda_a=0.1, sigma="learned", progress=False, final_eval="none", log_every=2)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _tensors(obj, prefix=""):
+    """Every tensor in a nested state (dicts/lists), by path."""
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}/{i}")
+
+
+def assert_same_state(a, b):
+    for key in ("model", "loss_fn", "probe", "optimizer", "probe_optimizer"):
+        ta, tb = dict(_tensors(a[key])), dict(_tensors(b[key]))
+        assert ta.keys() == tb.keys(), key
+        assert ta or key == "loss_fn", key     # NT-Xent has no parameters; a registry critic does
+        for name in ta:
+            assert torch.equal(ta[name], tb[name]), f"{key}{name} differs"
+    assert a["scheduler"] == b["scheduler"]
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"])
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    assert torch.equal(a["rng"]["loader"], b["rng"]["loader"])
+
+
+def _log_rows(run_dir):
+    with open(run_dir / "log.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in ("images_per_s", "elapsed_s")} for r in csv.DictReader(f)]
+
+
+def test_cli_one_epoch_end_to_end_then_eval(tmp_path, monkeypatch, capsys):
+    pairs = TwoViews()
+    monkeypatch.setattr(train_mod, "load_datasets", lambda cfg, eval_too=False, pretrain=True: (
+        pairs if pretrain else None, (Labelled(pairs), Labelled(pairs)) if eval_too else None))
+    run = tmp_path / "run"
+    rc = main(["train", "--dataset", "imagefolder", "--data-root", str(tmp_path), "--arch", "tiny", "--width", "4",
+               "--image-size", "8", "--epochs", "1", "--batch-size", "16", "--lambda-a", "0.1", "--lambda-b", "0.2",
+               "--num-workers", "0", "--final-eval", "knn", "--no-progress", "--threads", "1", "--out", str(run)])
+    assert rc == 0
+    for name in ("config.json", "checkpoint.pt", "log.csv", "eval.json"):
+        assert (run / name).exists(), name
+    assert not list(run.glob("*.tmp"))
+    cfg = json.loads((run / "config.json").read_text())
+    assert (cfg["lambda_a"], cfg["lambda_b"], cfg["image_size"], cfg["optimizer"]) == (0.1, 0.2, 8, "adam")
+    rows = _log_rows(run)
+    assert rows and rows[-1]["step"] == "3" and rows[-1]["epoch"] == "1"
+    for col in ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "lr", "probe_acc"):
+        assert rows[-1][col] != "", col
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["protocol"] == "knn" and 0 <= ev["top1"] <= 1 and ev["settings"]["k"] == 200
+    assert main(["eval", "--run", str(run), "--protocol", "linear", "--epochs", "5", "--threads", "1"]) == 0
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["protocol"] == "linear" and 0 <= ev["top1"] <= 1 and ev["settings"]["epochs"] == 5
+    assert set(ev["results"]) == {"knn", "linear"}
+    assert "linear top-1" in capsys.readouterr().out
+
+
+def test_resume_is_bit_identical(tmp_path):
+    straight = train(tiny_config(tmp_path / "a"), pretrain_data=TwoViews())
+    assert straight["epoch"] == 2
+    first = train(tiny_config(tmp_path / "b", stop_after_epochs=1), pretrain_data=TwoViews())
+    assert first["epoch"] == 1 and not first["finished"]
+    resumed = resume(tmp_path / "b", pretrain_data=TwoViews(), progress=False)
+    assert resumed["finished"]
+    a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert_same_state(a, b)
+    assert _log_rows(tmp_path / "a") == _log_rows(tmp_path / "b")
+
+
+def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path):
+    # a run killed half-way through epoch 2 (48 images/epoch, crash at the 90th image: 3rd batch) resumes from epoch 1
+    train(tiny_config(tmp_path / "a"), pretrain_data=TwoViews())
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(tmp_path / "b"), pretrain_data=TwoViews(crash_at=90))
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
+    assert int(_log_rows(tmp_path / "b")[-1]["step"]) > 3                 # rows past the checkpoint...
+    resume(tmp_path / "b", pretrain_data=TwoViews(), progress=False)
+    assert_same_state(load_checkpoint(tmp_path / "a" / "checkpoint.pt"),
+                      load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
+    assert _log_rows(tmp_path / "a") == _log_rows(tmp_path / "b")       # ...are dropped, not duplicated
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at epoch 2.*last good checkpoint.*epoch 1"):
+        train(tiny_config(run), pretrain_data=TwoViews(poison_from=60))
+    ckpt = run / "checkpoint.pt"
+    assert load_checkpoint(ckpt)["epoch"] == 1
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    # through the CLI: exit status 1 and the message, checkpoint untouched
+    pairs = TwoViews(poison_from=1)
+    monkeypatch.setattr(train_mod, "load_datasets", lambda cfg, eval_too=False, pretrain=True: (pairs, None))
+    assert main(["train", "--resume", str(run), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "non-finite loss" in err and "last good checkpoint" in err
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest
+
+
+def test_resume_refuses_changed_objective(tmp_path):
+    train(tiny_config(tmp_path / "r", epochs=1), pretrain_data=TwoViews())
+    with pytest.raises(ValueError, match="cannot change lambda_a"):
+        resume(tmp_path / "r", pretrain_data=TwoViews(), lambda_a=1.0)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(tiny_config(tmp_path / "r", epochs=1), pretrain_data=TwoViews())
+
+
+def test_registry_lower_bound_and_club_train(tmp_path):
+    s = train(tiny_config(tmp_path / "c", epochs=1, lower_bound="nwj", conditional="club", temperature=None,
+                          optimizer="lars", lr=0.1), pretrain_data=TwoViews())
+    assert s["finished"]
+    ckpt = load_checkpoint(tmp_path / "c" / "checkpoint.pt")
+    assert ckpt["loss_fn"]  # the critic's weights are part of the run
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds(name):
+    cfg = preset_config(name, out="unused", data_root="unused", num_workers=0, device="cpu")
+    assert cfg.dataset == name
+    data = TwoViews(n=cfg.batch_size, size=8)
+    t = build_training(cfg, data, num_classes=3)
+    expected = {"cifar10": ("resnet18", "adam", 512), "stl10": ("resnet18", "adam", 512),
+                "imagenet": ("resnet50", "lars", 2048)}[name]
+    assert (cfg.arch, cfg.optimizer, t.model.feature_dim) == expected
+    assert t.model.head.z_dim == 128
+    assert t.steps_per_epoch == 1 and t.scheduler.total_steps == cfg.epochs
+    if name != "imagenet":
+        assert (cfg.epochs, cfg.batch_size) == (200, 256)
+        assert t.model.backbone.conv1.kernel_size == (3, 3)
+
+
+def test_cli_overrides_and_presets():
+    parser = build_parser()
+    args = parser.parse_args(["train", "--preset", "cifar10", "--data-root", "d", "--out", "o", "--epochs", "3",
+                              "--lr", "0.01", "--conditional", "club", "--sigma", "learned", "--no-probe"])
+    cfg = train_config_from_args(args)
+    assert (cfg.epochs, cfg.lr, cfg.conditional, cfg.sigma, cfg.probe, cfg.batch_size) == (3, 0.01, "club",
+                                                                                           "learned", False, 256)
+    args = parser.parse_args(["train", "--preset", "imagenet", "--data-root", "d", "--out", "o",
+                              "--optimizer", "adam", "--cifar-stem", "true"])
+    cfg = train_config_from_args(args)
+    assert (cfg.arch, cfg.optimizer, cfg.cifar_stem) == ("resnet50", "adam", True)
+    with pytest.raises(ValueError, match="unknown arch"):
+        train_config_from_args(parser.parse_args(["train", "--dataset", "cifar10", "--arch", "vgg"]))
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "cifar10"])          # no --out / --data-root: exit 2 with a message
+
+
+def test_config_roundtrip():
+    cfg = tiny_config("x")
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert dataclasses.replace(cfg, epochs=3).epochs == 3
