@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(sub)
     _add_eval_parser(sub)
+    _add_demo_parser(sub)
     return parser
 
 
@@ -170,6 +172,33 @@ def _add_train_parser(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the embedded default: SimCLR vs SuperInfo on scikit-learn's digits (CPU, minutes)")
+    p.add_argument("--out", default="demo-out", help="folder for the runs and eval.json")
+    p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
+    p.add_argument("--lambda", dest="lambda_superinfo", type=float, default=0.01, help="SuperInfo's lambda_a = lambda_b")
+    p.add_argument("--conditional", default=None, choices=["kl", "club"])
+    p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the digits preset's)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.add_argument("--progress", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args) -> int:
+    from .demo import format_summary, run_demo
+
+    _set_threads(args.threads)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+    result = run_demo(args.out, seeds=seeds, lambda_superinfo=args.lambda_superinfo, epochs=args.epochs,
+                      progress=args.progress, conditional=args.conditional)
+    print(format_summary(result))
+    print(f"wrote {Path(args.out) / 'eval.json'}")
+    return 0
+
+
 def _add_eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="linear or kNN evaluation of a run on frozen features; writes RUN_DIR/eval.json")
     p.add_argument("--run", required=True, metavar="RUN_DIR")
@@ -225,8 +254,9 @@ def _cmd_train(args) -> int:
                 raise ValueError("--out must be left out (or equal --resume) when resuming")
             summary = resume(args.resume, **overrides)
         else:
-            if args.out is None or args.data_root is None:
-                raise ValueError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR)")
+            if args.out is None or (args.data_root is None and args.dataset != "digits"):
+                raise ValueError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR); "
+                                 "only --dataset digits needs no data root")
             summary = train(train_config_from_args(args))
     except NonFiniteLossError as err:
         print(f"superinfo train: {err}", file=sys.stderr)

@@ -146,6 +146,10 @@ PRESETS: dict[str, dict] = {
     "stl10": dict(dataset="stl10", arch="resnet18", cifar_stem=True, epochs=200, batch_size=256,
                   optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.5,
                   final_eval="knn"),
+    # The embedded default (superinfo demo): scikit-learn's digits at 16 px, a narrow ResNet-18, minutes on a CPU.
+    "digits": dict(dataset="digits", arch="resnet18", width=8, cifar_stem=True, image_size=16, epochs=30,
+                   batch_size=128, optimizer="adam", lr=3e-3, weight_decay=1e-6, warmup_epochs=2, temperature=0.5,
+                   final_eval="none", num_workers=0),
     "imagenet": dict(dataset="imagenet", arch="resnet50", cifar_stem=False, epochs=100, batch_size=4096,
                      optimizer="lars", lr=4.8, weight_decay=1e-6, momentum=0.9, warmup_epochs=10,
                      temperature=0.1, final_eval="none", num_workers=8),
@@ -197,7 +201,7 @@ def load_datasets(cfg: TrainConfig, eval_too: bool = False, pretrain: bool = Tru
 
     if cfg.dataset not in data.PRESETS:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(data.PRESETS)}")
-    if cfg.data_root is None:
+    if cfg.data_root is None and cfg.dataset != "digits":   # digits ships with scikit-learn
         raise ValueError("data_root is required (--data-root DIR)")
     if hasattr(data, "preset_for"):     # resizes blur / eval-resize consistently
         preset = data.preset_for(cfg.dataset, cfg.image_size)
