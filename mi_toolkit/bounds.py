@@ -75,27 +75,35 @@ def dv_lower_bound(scores: torch.Tensor) -> torch.Tensor:
     return scores.diagonal().mean() - logmeanexp_offdiag(scores)
 
 
-def mine_lower_bound(scores: torch.Tensor, log_running_mean: torch.Tensor | float | None):
+def mine_lower_bound(scores: torch.Tensor, log_running_mean: torch.Tensor | float | None,
+                     ema_rate: float | None = None):
     """MINE (Belghazi et al. 2018): the DV value, and a surrogate whose gradient uses a moving average.
 
-    ``log_running_mean`` is log of the moving average of mean_{i!=j} e^{S_ij} (None on the first step, which then
-    uses the batch value).  Returns ``(value, surrogate, log_batch_mean)``: report ``value``, maximise
-    ``surrogate`` (same value up to a constant, gradient ``grad mean e^S / running mean``), and feed
-    ``log_batch_mean`` back into the moving average.
+    ``log_running_mean`` is log of the moving average of mean_{i!=j} e^{S_ij} (None on the first step: the batch
+    value).  With ``ema_rate`` (weight of the newest batch) this batch is first folded into the average, as in
+    Belghazi et al.'s algorithm; without it the given average is used as it is.  Returns
+    ``(value, surrogate, log_average)``: report ``value``, maximise ``surrogate`` (same value, gradient
+    ``grad mean e^S / average``), and carry ``log_average`` (the average the weight used) to the next step.
     """
     check_scores(scores)
+    if ema_rate is not None and not 0.0 < ema_rate <= 1.0:
+        raise ValueError(f"ema_rate must be in (0, 1], got {ema_rate!r}")
     positive = scores.diagonal().mean()
     log_batch_mean = logmeanexp_offdiag(scores)
     value = positive - log_batch_mean
+    log_batch = log_batch_mean.detach()
     if log_running_mean is None:
-        log_running_mean = log_batch_mean.detach()
-    log_running_mean = torch.as_tensor(log_running_mean, dtype=scores.dtype, device=scores.device).detach()
+        log_average = log_batch
+    else:
+        log_average = torch.as_tensor(log_running_mean, dtype=scores.dtype, device=scores.device).detach()
+        if ema_rate is not None:
+            log_average = torch.logaddexp(math.log1p(-ema_rate) + log_average, math.log(ema_rate) + log_batch)
     # MINE's gradient is grad(mean e^S) / ema = (mean e^S / ema) * grad(log mean e^S): weight the log term by that
     # ratio (held constant).  The exponent is capped so a stale average after a jump in the scores cannot overflow.
-    weight = torch.exp((log_batch_mean.detach() - log_running_mean).clamp(max=MINE_MAX_LOG_RATIO))
+    weight = torch.exp((log_batch - log_average).clamp(max=MINE_MAX_LOG_RATIO))
     surrogate = positive - weight * log_batch_mean
     surrogate = surrogate + (value - surrogate).detach()  # report the DV value, differentiate the surrogate
-    return value, surrogate, log_batch_mean.detach()
+    return value, surrogate, log_average
 
 
 def js_fgan_objective(scores: torch.Tensor) -> torch.Tensor:

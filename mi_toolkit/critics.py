@@ -32,7 +32,6 @@ class SeparableCritic(nn.Module):
 
     def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2, embed_dim: int = 32):
         super().__init__()
-        self.x_dim, self.y_dim = x_dim, y_dim
         sizes = [max(x_dim, y_dim)] + [hidden] * layers + [embed_dim]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -46,27 +45,27 @@ class SeparableCritic(nn.Module):
             self.weights.append(nn.Parameter(weight))
             self.biases.append(nn.Parameter(bias))
 
-    def embed(self, x: torch.Tensor, y: torch.Tensor):
-        """(g(x), h(y)) for row-paired batches, both [N, embed_dim]."""
-        width = self.weights[0].shape[1]
-        if x.shape[0] != y.shape[0]:  # the stacked path needs equal row counts
-            return self.g(x), self.h(y)
-        pair = torch.stack([F.pad(x, (0, width - x.shape[1])), F.pad(y, (0, width - y.shape[1]))])
+    def _pad(self, v: torch.Tensor) -> torch.Tensor:
+        return F.pad(v, (0, self.weights[0].shape[1] - v.shape[1]))
+
+    def _stacked_mlp(self, stack: torch.Tensor, branches: slice) -> torch.Tensor:
+        """The MLP layers on [branches, N, in]: one batched matmul per layer for all branches at once."""
         last = len(self.weights) - 1
         for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            pair = torch.baddbmm(bias, pair, weight)
+            stack = torch.baddbmm(bias[branches], stack, weight[branches])
             if k < last:
-                pair = torch.relu(pair)
+                stack = torch.relu(stack)
+        return stack
+
+    def embed(self, x: torch.Tensor, y: torch.Tensor):
+        """(g(x), h(y)) for row-paired batches, both [N, embed_dim]."""
+        if x.shape[0] != y.shape[0]:  # the stacked path needs equal row counts
+            return self.g(x), self.h(y)
+        pair = self._stacked_mlp(torch.stack([self._pad(x), self._pad(y)]), slice(None))
         return pair[0], pair[1]
 
     def _branch(self, v: torch.Tensor, branch: int) -> torch.Tensor:
-        v = F.pad(v, (0, self.weights[0].shape[1] - v.shape[1]))
-        last = len(self.weights) - 1
-        for k, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            v = torch.addmm(bias[branch], v, weight[branch])
-            if k < last:
-                v = torch.relu(v)
-        return v
+        return self._stacked_mlp(self._pad(v).unsqueeze(0), slice(branch, branch + 1))[0]
 
     def g(self, x: torch.Tensor) -> torch.Tensor:
         return self._branch(x, 0)

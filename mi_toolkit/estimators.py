@@ -156,16 +156,12 @@ class MINEEstimator(CriticEstimator):
         self.register_buffer("log_running_mean", torch.tensor(float("nan")))
 
     def _estimate(self, x, y):
-        scores = self.critic(x, y)
         running = None if torch.isnan(self.log_running_mean) else self.log_running_mean
+        # training folds this batch into the average before using it; evaluation leaves the average alone
+        value, surrogate, average = bounds.mine_lower_bound(self.critic(x, y), running,
+                                                            self.ema_rate if self.training else None)
         if self.training:
-            # as in Belghazi et al.'s algorithm: fold this batch into the average first, then use it
-            with torch.no_grad():
-                log_batch = bounds.logmeanexp_offdiag(scores)
-                running = log_batch if running is None else torch.logaddexp(
-                    math.log1p(-self.ema_rate) + running, math.log(self.ema_rate) + log_batch)
-                self.log_running_mean.copy_(running)
-        value, surrogate, _ = bounds.mine_lower_bound(scores, running)
+            self.log_running_mean.copy_(average)
         return value, -surrogate
 
 
