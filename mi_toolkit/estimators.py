@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import bounds
+from . import bounds, kernels
 from .critics import (GaussianConditional, GaussianMarginal, SeparableCritic, critic as build_critic,
                       gaussian_log_density)
 from .validation import check_dim, check_positive_int, check_positive_number, check_samples
@@ -77,38 +77,24 @@ class CriticEstimator(MIEstimator):
         return value, -value
 
 
-FUSED_MIN_BATCH = 2048  # below this the N x N score matrix is small and the plain matmul path is fastest
-
-
 class InfoNCEEstimator(CriticEstimator):
     """InfoNCE.  With a separable critic and a large batch the loss runs through the fused kernel
     (``mi_toolkit.kernels.infonce``), which never stores the N x N score matrix.  ``backend``: ``"auto"`` (fused
-    from FUSED_MIN_BATCH rows on), ``"matrix"`` (always the score matrix), or a kernel backend name."""
+    from ``kernels.FUSED_MIN_ROWS`` rows on), ``"matrix"`` (always the score matrix), or a kernel backend name."""
 
     def __init__(self, x_dim, y_dim, backend: str = "auto", **kw):
         super().__init__("infonce", x_dim, y_dim, **kw)
-        from . import kernels
-        valid = ("auto", "matrix") + tuple(b for b in kernels.BACKENDS if b != "auto")
-        if backend not in valid:
-            raise ValueError(f"backend must be one of {', '.join(valid)}; got {backend!r}")
+        kernels.fused_backend(backend, 2)  # rejects an unknown name now rather than at the first batch
         self.backend = backend
         self.bound = bounds.infonce_lower_bound
 
     def cap(self, batch_size):
         return bounds.infonce_cap(batch_size)
 
-    def _kernel_backend(self, n: int):
-        if not isinstance(self.critic, SeparableCritic) or self.backend == "matrix":
-            return None
-        if self.backend == "auto":
-            return "auto" if n >= FUSED_MIN_BATCH else None
-        return self.backend
-
     def _estimate(self, x, y):
-        backend = self._kernel_backend(x.shape[0])
-        if backend is None:
+        backend = kernels.fused_backend(self.backend, x.shape[0])
+        if backend is None or not isinstance(self.critic, SeparableCritic):
             return super()._estimate(x, y)
-        from . import kernels
         # scores g(x)^T h(y) at temperature 1, rows x -> columns y: log N - loss is the InfoNCE bound
         gx, hy = self.critic.embed(x, y)
         loss = kernels.infonce(gx, hy, temperature=1.0, shape="pairwise",

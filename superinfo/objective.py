@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mi_toolkit
+from mi_toolkit import kernels
 from mi_toolkit.bounds import club_upper_bound, gaussian_kl_diag, infonce_lower_bound
 from mi_toolkit.critics import gaussian_log_density_matrix, mlp
 
@@ -101,15 +102,11 @@ def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT
 
     ``backend``: ``"matrix"`` builds the N x N score matrix; a ``mi_toolkit.kernels`` backend name (``"chunked"``,
     ``"triton"``, ...) runs the fused O(N)-memory kernel; ``"auto"`` takes the matrix below
-    ``mi_toolkit.estimators.FUSED_MIN_BATCH`` rows and the fused kernel from there on.
+    ``mi_toolkit.kernels.FUSED_MIN_ROWS`` rows and the fused kernel from there on.
     """
     _check_pair(z1, z2, "z1", "z2", min_batch=2)
-    from mi_toolkit import kernels
-    from mi_toolkit.estimators import FUSED_MIN_BATCH
-    valid = ("auto", "matrix") + tuple(b for b in kernels.BACKENDS if b != "auto")
-    if backend not in valid:
-        raise ValueError(f"backend must be one of {', '.join(valid)}; got {backend!r}")
-    if backend == "matrix" or (backend == "auto" and z1.shape[0] < FUSED_MIN_BATCH):
+    backend = kernels.fused_backend(backend, z1.shape[0])
+    if backend is None:
         return -infonce_lower_bound(cosine_similarity_scores(z1, z2, temperature))
     temperature = _check_number(temperature, "temperature", positive=True)
     return kernels.infonce(z1, z2, temperature=temperature, shape="pairwise", symmetric=False, normalize=True,

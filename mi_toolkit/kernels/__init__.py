@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from . import chunked, naive
 
-__all__ = ["infonce", "infonce_local", "available_backends", "BACKENDS", "SHAPES", "REDUCTIONS"]
+__all__ = ["infonce", "infonce_local", "available_backends", "fused_backend", "BACKENDS", "SHAPES", "REDUCTIONS",
+           "FUSED_MIN_ROWS"]
 
 BACKENDS = ("auto", "naive", "chunked", "triton")
 SHAPES = ("simclr", "pairwise")
@@ -139,6 +140,21 @@ def _triton_module():
         except ImportError as err:  # triton missing or broken
             _triton = err
     return _triton
+
+
+FUSED_MIN_ROWS = 2048  # below this the N x N score matrix is small and the plain matmul path is fastest
+CALLER_BACKENDS = ("auto", "matrix") + tuple(b for b in BACKENDS if b != "auto")
+
+
+def fused_backend(backend: str, rows: int) -> str | None:
+    """For callers that can also build the score matrix themselves (estimators, losses): the kernel backend to
+    call for ``rows`` rows, or None for the plain score-matrix path.  ``"auto"`` fuses from FUSED_MIN_ROWS rows
+    on, ``"matrix"`` never fuses, a kernel backend name always does."""
+    if backend not in CALLER_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(CALLER_BACKENDS)}; got {backend!r}")
+    if backend == "matrix" or (backend == "auto" and rows < FUSED_MIN_ROWS):
+        return None
+    return backend
 
 
 def available_backends() -> tuple[str, ...]:
