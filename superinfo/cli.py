@@ -11,15 +11,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
+from pathlib import Path
 
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+from mi_toolkit.cli import _floats  # the same comma-list parser as mi-toolkit's
 
 
 def _ints(text: str) -> list[int]:
