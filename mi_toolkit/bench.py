@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 
 from synthetic import CorrelatedGaussian, Staircase, StudentT
 
-from .estimators import available_estimators, estimator as build_estimator
+from .estimators import (ESTIMATORS, UPPER, ConditionalEstimator, available_estimators,
+                         estimator as build_estimator)
 from .fit import make_adam
 
+DEFAULT_ESTIMATORS = ("infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club", "l1out")
 RECORD_FIELDS = ["estimator", "direction", "task", "dim", "batch_size", "true_mi", "mean", "std", "stderr", "bias",
                  "cap", "reference", "seconds_per_step", "steps_per_level", "window", "seed"]
 
@@ -35,8 +37,7 @@ class BenchConfig:
     levels: list = field(default_factory=lambda: [2.0, 4.0, 6.0, 8.0, 10.0])
     batch_size: int = 64
     steps_per_level: int = 2000
-    estimators: list = field(default_factory=lambda: ["infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club",
-                                                      "l1out"])
+    estimators: list = field(default_factory=lambda: list(DEFAULT_ESTIMATORS))
     seed: int = 0
     lr: float = 5e-4
     critic: str = "separable"
@@ -72,7 +73,7 @@ class BenchConfig:
 
 def build_for_bench(name: str, config: BenchConfig, task):
     """The estimator as the benchmark trains it: the same critic / conditional size for every bound."""
-    if name in ("ba", "doe", "club", "club_sample", "l1out"):
+    if issubclass(ESTIMATORS[name][0], ConditionalEstimator):  # a learned q(y|x), not a critic
         kwargs = dict(hidden=config.hidden, layers=config.layers)
         if name == "ba":
             kwargs["entropy_y"] = getattr(task, "entropy_y", None)  # "given H(Y)" when the task knows it
@@ -193,7 +194,7 @@ def plot_bias(traces: dict, config: BenchConfig, path: str, records: list[dict] 
         ax.plot(steps, trace, color="tab:blue", alpha=0.25, lw=0.5)
         ax.plot(steps, _ema(trace), color="tab:blue", lw=1.2, label="estimate")
         ax.plot(steps, truth, color="black", lw=1.2, label="true MI")
-        upper_panel = name in ("club", "club_sample", "l1out")
+        upper_panel = ESTIMATORS[name][0].direction == UPPER
         if name == "infonce":
             ax.axhline(math.log(config.batch_size), color="tab:red", ls="--", lw=0.8, label="log N")
         if records and name in ("club", "club_sample"):

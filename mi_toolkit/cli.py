@@ -20,6 +20,7 @@ def _names(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench import DEFAULT_ESTIMATORS
     from .estimators import available_estimators
 
     parser = argparse.ArgumentParser(prog="mi-toolkit", description=__doc__)
@@ -31,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--mi", type=_floats, default=[2.0, 4.0, 6.0, 8.0, 10.0], help="true MI levels (nats)")
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--steps-per-level", type=int, default=2000)
-    bench.add_argument("--estimators", type=_names, default=["infonce", "nwj", "mine", "js", "smile", "ba", "doe",
-                                                             "club", "l1out"],
+    bench.add_argument("--estimators", type=_names, default=list(DEFAULT_ESTIMATORS),
                        help=f"comma list from: {', '.join(available_estimators())}")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--lr", type=float, default=5e-4)
