@@ -33,10 +33,12 @@ import mi_toolkit
 from mi_toolkit import kernels
 from mi_toolkit.bounds import club_upper_bound, gaussian_kl_diag, infonce_lower_bound
 from mi_toolkit.critics import gaussian_log_density_matrix, mlp
+from mi_toolkit.distributed import all_gather_with_grad, is_distributed, rank
 
 __all__ = [
     "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
     "SuperInfoTerms", "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
+    "ntxent_loss_local",
 ]
 
 CONDITIONAL_BOUNDS = ("kl", "club")
@@ -111,6 +113,24 @@ def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT
     temperature = _check_number(temperature, "temperature", positive=True)
     return kernels.infonce(z1, z2, temperature=temperature, shape="pairwise", symmetric=False, normalize=True,
                            backend=backend) - math.log(z1.shape[0])
+
+
+def ntxent_loss_local(z1: torch.Tensor, z2: torch.Tensor, z1_all: torch.Tensor, z2_all: torch.Tensor,
+                      row_offset: int, temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto") -> torch.Tensor:
+    """One rank's share of ``ntxent_loss(z1_all, z2_all)``: the mean over this rank's rows z1 (rows ``row_offset``
+    .. ``row_offset + n - 1`` of z1_all) of their cross-entropy against all gathered z2_all, minus log N_all.
+
+    With equal rows per rank the mean over ranks equals ``ntxent_loss(z1_all, z2_all)``; gather z1_all, z2_all with
+    ``mi_toolkit.distributed.all_gather_with_grad`` so the negatives carry gradients back to their ranks.
+    ``backend``: as in ``ntxent_loss`` ("matrix" / small batches use the naive n x N kernel).
+    """
+    _check_pair(z1, z2, "z1", "z2")
+    _check_pair(z1_all, z2_all, "z1_all", "z2_all", min_batch=2)
+    temperature = _check_number(temperature, "temperature", positive=True)
+    backend = kernels.fused_backend(backend, z1_all.shape[0]) or "naive"
+    return kernels.infonce_local(z1, z2, z1_all, z2_all, row_offset, temperature=temperature, shape="pairwise",
+                                 symmetric=False, normalize=True, backend=backend,
+                                 reduction="mean") - math.log(z1_all.shape[0])
 
 
 def kl_conditional_bound(mean1: torch.Tensor, logvar1: torch.Tensor, mean2: torch.Tensor,
@@ -267,7 +287,14 @@ class SuperInfoLoss(nn.Module):
     becomes a sub-module, so optimise ``loss.parameters()`` too; extra keyword arguments go to it).
     ``conditional``: ``"kl"`` or ``"club"`` (see the module docstring).  ``lambda_b`` defaults to ``lambda_a``.
     Negative lambdas (rewarding superfluous information) need ``allow_negative_lambda=True``.
-    With lambda_a = lambda_b = 0, ``total`` is exactly the plain contrastive loss.
+    With lambda_a = lambda_b = 0, ``total`` is exactly the plain contrastive loss.  ``backend``: the NT-Xent path
+    (``ntxent_loss``'s ``backend``).
+
+    ``distributed=True`` (inside a torch.distributed group of W > 1 processes, each passing its n rows): the terms
+    become this rank's share, so that their mean over ranks is the loss of the global batch of W*n rows, gradients
+    included (DDP averages gradients over ranks).  NT-Xent scores the local rows against the gathered columns;
+    a registry lower bound and ``club`` are computed on the gathered batch (identical on every rank); ``kl`` is a
+    per-row mean and stays local.  Gathers keep gradients (``mi_toolkit.distributed.all_gather_with_grad``).
 
     ``loss(post1, post2)`` samples z1, z2 from the posteriors (reparameterised); pass ``z1=``, ``z2=`` to use your
     own samples.  Returns ``SuperInfoTerms`` with every term.
@@ -275,8 +302,12 @@ class SuperInfoLoss(nn.Module):
 
     def __init__(self, z_dim: int, lambda_a: float = 0.0, lambda_b: float | None = None,
                  lower_bound: str = NTXENT, conditional: str = "kl", temperature: float | None = None,
-                 allow_negative_lambda: bool = False, **estimator_kwargs):
+                 allow_negative_lambda: bool = False, backend: str = "auto", distributed: bool = False,
+                 **estimator_kwargs):
         super().__init__()
+        kernels.fused_backend(backend, 0)   # validates the name
+        self.backend = backend
+        self.distributed = bool(distributed)
         self.z_dim = _check_int(z_dim, "z_dim", 1)
         self.allow_negative_lambda = bool(allow_negative_lambda)
         self.lambda_a = self._check_lambda(lambda_a, "lambda_a")
@@ -313,12 +344,17 @@ class SuperInfoLoss(nn.Module):
                              "allow_negative_lambda=True (CLI: --allow-negative-lambda) if that is what you want")
         return value
 
-    def mi_lower_bound(self, z1: torch.Tensor, z2: torch.Tensor):
-        """``(I_hat, contrastive_loss)`` on a batch of representation pairs."""
+    def mi_lower_bound(self, z1: torch.Tensor, z2: torch.Tensor, z1_all: torch.Tensor | None = None,
+                       z2_all: torch.Tensor | None = None, row_offset: int = 0):
+        """``(I_hat, contrastive_loss)`` on a batch of representation pairs (this rank's share when the gathered
+        batch ``z1_all``, ``z2_all`` is given)."""
         if self.estimator is None:
-            loss = ntxent_loss(z1, z2, self.temperature)
+            if z1_all is None:
+                loss = ntxent_loss(z1, z2, self.temperature, backend=self.backend)
+            else:
+                loss = ntxent_loss_local(z1, z2, z1_all, z2_all, row_offset, self.temperature, backend=self.backend)
             return -loss, loss
-        out = self.estimator(z1, z2)
+        out = self.estimator(z1, z2) if z1_all is None else self.estimator(z1_all, z2_all)
         return out.mi, out.loss
 
     def forward(self, posterior1: GaussianPosterior, posterior2: GaussianPosterior, z1: torch.Tensor | None = None,
@@ -335,13 +371,22 @@ class SuperInfoLoss(nn.Module):
         _check_pair(posterior1.mean, z1, "posterior1.mean", "z1")
         _check_pair(posterior2.mean, z2, "posterior2.mean", "z2")
 
-        mi_lower, contrastive = self.mi_lower_bound(z1, z2)
+        gather = self.distributed and is_distributed()
+        if gather:
+            mi_lower, contrastive = self.mi_lower_bound(z1, z2, all_gather_with_grad(z1), all_gather_with_grad(z2),
+                                                        row_offset=rank() * z1.shape[0])
+        else:
+            mi_lower, contrastive = self.mi_lower_bound(z1, z2)
         if self.conditional == "kl":
             sup_a = kl_conditional_bound(posterior1.mean, posterior1.logvar, posterior2.mean, posterior2.logvar)
             sup_b = kl_conditional_bound(posterior2.mean, posterior2.logvar, posterior1.mean, posterior1.logvar)
         else:
-            sup_a = club_conditional_bound(posterior1.mean, posterior1.logvar, z1, mi_lower)
-            sup_b = club_conditional_bound(posterior2.mean, posterior2.logvar, z2, mi_lower)
+            # CLUB averages over all N(N-1) mismatched pairs of the global batch: computed on the gathered rows
+            everywhere = all_gather_with_grad if gather else (lambda t: t)
+            sup_a = club_conditional_bound(everywhere(posterior1.mean), everywhere(posterior1.logvar),
+                                           everywhere(z1), mi_lower)
+            sup_b = club_conditional_bound(everywhere(posterior2.mean), everywhere(posterior2.logvar),
+                                           everywhere(z2), mi_lower)
         total = contrastive
         if self.lambda_a != 0.0:   # lambda = 0 leaves the contrastive loss untouched, bit for bit
             total = total + self.lambda_a * sup_a

@@ -17,6 +17,14 @@ RNG states of torch (CPU and CUDA), numpy, ``random`` and the DataLoader's gener
 training 2 epochs straight and training 1 epoch, stopping and resuming give bit-identical weights and optimiser
 states (tested).  A non-finite loss raises ``NonFiniteLossError`` before the optimiser step: nothing is saved, and
 the last checkpoint (the last completed epoch) stays as it was.
+
+Several processes (``torchrun``, see ``superinfo.distributed``): ``batch_size`` stays the global batch, split evenly
+over the ranks (an error when it does not divide); a DistributedSampler gives each rank its share of each epoch;
+the model is wrapped in DistributedDataParallel, its BatchNorms synchronised across ranks with ``sync_bn``; the
+loss scores each rank's rows against the negatives of all ranks, gathered with gradients; the posterior noise is
+drawn for the global batch.  One step's loss and gradients are then those of one process on the global batch
+(tested with 2 and 3 gloo processes).  Rank 0 alone writes the log and the checkpoint; the checkpoint holds every
+rank's RNG state, and every rank restores its own on resume.
 """
 from __future__ import annotations
 
@@ -30,12 +38,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import warnings
+
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from mi_toolkit.kernels import CALLER_BACKENDS
+
+from .distributed import DistContext, all_reduce_mean, average_gradients, convert_batchnorm, current_context
 from .models import ARCHS, build_model
 from .objective import CONDITIONAL_BOUNDS, GaussianPosterior, SuperInfoLoss
 from .optim import WarmupCosine, build_optimizer
@@ -76,6 +90,7 @@ class TrainConfig:
     conditional: str = "kl"
     temperature: float | None = 0.5
     allow_negative_lambda: bool = False
+    kernel_backend: str = "auto"
     # optimisation
     epochs: int = 200
     batch_size: int = 256
@@ -97,6 +112,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool | None = None
+    sync_bn: bool = False
     log_every: int = 10
     stop_after_epochs: int | None = None
     max_steps_per_epoch: int | None = None
@@ -123,6 +139,8 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 2 (the other rows are the negatives)")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.kernel_backend not in CALLER_BACKENDS:
+            raise ValueError(f"kernel_backend must be one of {', '.join(CALLER_BACKENDS)}, got {self.kernel_backend!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -152,7 +170,7 @@ PRESETS: dict[str, dict] = {
                    final_eval="none", num_workers=0),
     "imagenet": dict(dataset="imagenet", arch="resnet50", cifar_stem=False, epochs=100, batch_size=4096,
                      optimizer="lars", lr=4.8, weight_decay=1e-6, momentum=0.9, warmup_epochs=10,
-                     temperature=0.1, final_eval="none", num_workers=8),
+                     temperature=0.1, final_eval="none", num_workers=8, sync_bn=True),
 }
 
 
@@ -174,8 +192,11 @@ class NonFiniteLossError(RuntimeError):
 # ---------------------------------------------------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:   # under torchrun: the GPU init_from_env selected
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def _amp_dtype(cfg: TrainConfig, device: torch.device):
@@ -243,41 +264,80 @@ class Training:
     loader: DataLoader
     generator: torch.Generator
     steps_per_epoch: int
+    net: nn.Module          # what the step calls: the model, or its DistributedDataParallel wrapper
+    noise: torch.Generator  # the posterior samples' noise, drawn for the global batch (identical on every rank)
+    ctx: DistContext
     epoch: int = 0          # completed epochs
     step: int = 0           # completed optimiser steps
 
 
+def check_distributed_settings(cfg: TrainConfig, ctx: DistContext) -> int:
+    """The per-rank batch; refuses settings that cannot work with this process group."""
+    if cfg.sync_bn and not ctx.active:
+        raise ValueError("sync_bn=True (the imagenet preset's default) needs a torch.distributed process group with "
+                         "more than one process: launch with torchrun --nproc_per_node=N (see the README), or pass "
+                         "--no-sync-bn to train in a single process")
+    if cfg.batch_size % ctx.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is the global batch and must be divisible by the "
+                         f"{ctx.world_size} processes (each rank takes batch_size / world_size rows); pick e.g. "
+                         f"{cfg.batch_size - cfg.batch_size % ctx.world_size or ctx.world_size * 2}")
+    return cfg.batch_size // ctx.world_size
+
+
 def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) -> Training:
     """Seed, then build model, loss, probe, optimisers, schedule, scaler and loader (in that fixed order, so a
-    resumed run builds the same objects before loading their states)."""
+    resumed run builds the same objects before loading their states).
+
+    Inside a torch.distributed group (torchrun) ``cfg.batch_size`` is the global batch: each rank loads
+    batch_size / world_size rows through a DistributedSampler, the model is wrapped in DistributedDataParallel (its
+    BatchNorms made ``CrossRankBatchNorm`` first when ``sync_bn``), and the loss gathers its negatives from every rank.
+    """
     cfg.validate()
-    seed_everything(cfg.seed)
+    ctx = current_context()
+    local_batch = check_distributed_settings(cfg, ctx)
+    seed_everything(cfg.seed)       # the same weights on every rank
     device = resolve_device(cfg.device)
     model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma).to(device)
+                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
+    if cfg.sync_bn:
+        model = convert_batchnorm(model)
+    model = model.to(device)
     if _channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     temperature = cfg.temperature if cfg.lower_bound == "ntxent" else None
     loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, lower_bound=cfg.lower_bound,
                             conditional=cfg.conditional, temperature=temperature,
-                            allow_negative_lambda=cfg.allow_negative_lambda, **cfg.extra).to(device)
+                            allow_negative_lambda=cfg.allow_negative_lambda, backend=cfg.kernel_backend,
+                            distributed=ctx.active, **cfg.extra).to(device)
     probe = nn.Linear(model.feature_dim, num_classes).to(device) if cfg.probe and num_classes else None
     optimizer = build_optimizer(cfg.optimizer, [model, loss_fn], cfg.lr, cfg.weight_decay, cfg.momentum)
     probe_optimizer = torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr) if probe is not None else None
+    net = model
+    if ctx.active:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        seed_everything(cfg.seed + 104_729 * ctx.rank)   # from here on (augmentations) each rank draws its own
 
-    generator = torch.Generator().manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed + 104_729 * ctx.rank)
     if len(dataset) < cfg.batch_size:
         raise ValueError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size} "
                          "(batches are full: drop_last=True)")
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+    sampler = None
+    if ctx.active:     # each rank its 1/W of every epoch, shuffled by (seed, epoch): set_epoch before each epoch
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                                      shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=local_batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
                         num_workers=cfg.num_workers, generator=generator, pin_memory=device.type == "cuda",
                         persistent_workers=False)
+    if len(loader) == 0:
+        raise ValueError(f"the dataset has {len(dataset)} images: split over {ctx.world_size} processes that is "
+                         f"less than one batch of {local_batch} per process")
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     scheduler = WarmupCosine(optimizer, total_steps=cfg.epochs * steps,
                              warmup_steps=int(round(cfg.warmup_epochs * steps)), final_factor=cfg.final_lr_factor)
     scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(cfg, device) == torch.float16)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     return Training(cfg, device, model, loss_fn, probe, optimizer, probe_optimizer, scheduler, scaler, loader,
-                    generator, steps)
+                    generator, steps, net, noise, ctx)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,7 +346,8 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
 def _rng_state(t: Training) -> dict:
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(), "python": random.getstate(), "loader": t.generator.get_state()}
+            "numpy": np.random.get_state(), "python": random.getstate(), "loader": t.generator.get_state(),
+            "noise": t.noise.get_state()}
 
 
 def _set_rng_state(t: Training, s: dict) -> None:
@@ -296,27 +357,46 @@ def _set_rng_state(t: Training, s: dict) -> None:
     np.random.set_state(s["numpy"])
     random.setstate(s["python"])
     t.generator.set_state(s["loader"])
+    if "noise" in s:
+        t.noise.set_state(s["noise"].to(t.noise.get_state().device))
 
 
 def save_checkpoint(t: Training, path) -> Path:
-    """Atomic: write ``path.tmp`` then ``os.replace`` (a kill mid-write leaves the previous checkpoint intact)."""
+    """Atomic: write ``path.tmp`` then ``os.replace`` (a kill mid-write leaves the previous checkpoint intact).
+
+    In a process group every rank must call it: the RNG states of all ranks are gathered (so a resume restores each
+    rank's own) and rank 0 alone writes the file."""
     path = Path(path)
-    state = {
+    rng = [_rng_state(t)]
+    if t.ctx.active:
+        rng = [None] * t.ctx.world_size
+        dist.all_gather_object(rng, _rng_state(t))
+    if t.ctx.is_main:
+        _write_atomically(_checkpoint_state(t, rng), path)
+    if t.ctx.active:
+        dist.barrier()      # no rank goes on (and may read the file) before it is complete
+    return path
+
+
+def _checkpoint_state(t: Training, rng: list) -> dict:
+    return {
         "config": t.cfg.to_dict(), "epoch": t.epoch, "step": t.step,
         "model": t.model.state_dict(), "loss_fn": t.loss_fn.state_dict(),
         "probe": t.probe.state_dict() if t.probe is not None else None,
         "optimizer": t.optimizer.state_dict(),
         "probe_optimizer": t.probe_optimizer.state_dict() if t.probe_optimizer is not None else None,
-        "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(), "rng": _rng_state(t),
-        "torch_version": torch.__version__,
+        "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(), "rng": rng,
+        "world_size": t.ctx.world_size, "torch_version": torch.__version__,
     }
+
+
+def _write_atomically(state: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    return path
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -334,7 +414,12 @@ def _restore(t: Training, state: dict) -> None:
     t.scheduler.load_state_dict(state["scheduler"])
     t.scaler.load_state_dict(state["scaler"])
     t.epoch, t.step = int(state["epoch"]), int(state["step"])
-    _set_rng_state(t, state["rng"])
+    rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]   # one entry per rank
+    if len(rng) != t.ctx.world_size:
+        warnings.warn(f"the checkpoint was written by {len(rng)} process(es), this run has {t.ctx.world_size}: "
+                      "weights, optimiser and schedule continue, but the data order and random streams differ from "
+                      "an uninterrupted run", stacklevel=2)
+    _set_rng_state(t, rng[t.ctx.rank % len(rng)])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -404,7 +489,29 @@ class _Meter:
 # ---------------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------------
-def _train_step(t: Training, batch) -> dict:
+def _agreed(ok: bool, t: Training) -> bool:
+    """True when ``ok`` holds on every rank (so all ranks stop together instead of hanging in a collective)."""
+    if not t.ctx.active:
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0], device=t.device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
+
+
+def _posterior_samples(t: Training, p1: GaussianPosterior, p2: GaussianPosterior):
+    """z = mean + std * eps, with eps drawn for the whole global batch on every rank and sliced to this rank's rows:
+    the samples, and so the run, are the same whatever the number of processes."""
+    n, w = p1.mean.shape[0], t.ctx.world_size
+    eps = torch.randn((2, w * n, p1.mean.shape[1]), generator=t.noise, device=t.device)
+    eps = eps[:, t.ctx.rank * n:(t.ctx.rank + 1) * n]
+    return p1.mean + p1.std * eps[0], p2.mean + p2.std * eps[1]
+
+
+def forward_backward(t: Training, batch):
+    """Loss and gradients of one batch (this rank's rows), without the optimiser step: ``(terms, features, n)``.
+
+    After it returns, every parameter's ``.grad`` is the gradient of the global batch's loss (DDP averages the
+    model's; the loss's critic is averaged here)."""
     cfg, device = t.cfg, t.device
     x1, x2, y = batch
     cl = torch.channels_last if _channels_last(cfg, device) else torch.contiguous_format
@@ -413,44 +520,78 @@ def _train_step(t: Training, batch) -> dict:
     amp = _amp_dtype(cfg, device)
     t.model.train()
     with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        h, post = t.model(x)
+        h, post = t.net(x)
     p1 = GaussianPosterior(post.mean[:n], post.logvar[:n])
     p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
     where = f"non-finite loss at epoch {t.epoch + 1}, step {t.step + 1}"
-    if not (bool(torch.isfinite(post.mean).all()) and bool(torch.isfinite(post.logvar).all())):
-        raise NonFiniteLossError(f"{where} (the encoder's output holds NaN/inf: check the inputs and the lr)")
+    finite = bool(torch.isfinite(post.mean).all()) and bool(torch.isfinite(post.logvar).all())
+    if not _agreed(finite, t):
+        why = "the encoder's output holds NaN/inf: check the inputs and the lr" if not finite else \
+            "another rank's encoder output holds NaN/inf"
+        raise NonFiniteLossError(f"{where} ({why})")
+    z1, z2 = _posterior_samples(t, p1, p2)
     try:
-        terms = t.loss_fn(p1, p2)
+        terms = t.loss_fn(p1, p2, z1, z2)
     except ValueError as err:      # the estimators refuse non-finite scores
         if "NaN" not in str(err) and "inf" not in str(err):
             raise
         raise NonFiniteLossError(f"{where} ({err})") from None
-    if not torch.isfinite(terms.total):
+    finite = bool(torch.isfinite(terms.total))
+    if not _agreed(finite, t):
         values = {k: round(v, 6) if isinstance(v, float) else v for k, v in terms.as_dict().items()}
-        raise NonFiniteLossError(f"{where} (terms: {values})")
+        raise NonFiniteLossError(f"{where} (terms: {values})" if not finite else f"{where} (on another rank)")
     t.optimizer.zero_grad(set_to_none=True)
     t.scaler.scale(terms.total).backward()
+    average_gradients(t.loss_fn.parameters())
+    return terms, h, n
+
+
+def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor) -> dict:
+    """One step of the online linear probe on detached features, over the labelled rows (y >= 0) of the global
+    batch; an empty dict when no rank has a labelled row (e.g. STL-10's unlabelled split)."""
+    y = y.to(t.device, non_blocking=True)
+    keep = y >= 0
+    labelled = torch.tensor(float(keep.sum()), device=t.device)
+    if t.ctx.active:
+        dist.all_reduce(labelled)
+    if labelled.item() == 0:
+        return {}
+    logits = t.probe(features[keep].float())
+    loss_sum = F.cross_entropy(logits, y[keep], reduction="sum")
+    t.probe_optimizer.zero_grad(set_to_none=True)
+    # the ranks' gradients are averaged next: W * sum_r / n_all makes that the global mean's gradient
+    (loss_sum * t.ctx.world_size / labelled).backward()
+    average_gradients(t.probe.parameters())
+    t.probe_optimizer.step()
+    return {"probe_loss_sum": float(loss_sum.detach()), "probe_correct": float((logits.argmax(1) == y[keep]).sum()),
+            "probe_n": float(keep.sum())}
+
+
+def _global_metrics(out: dict, t: Training) -> dict:
+    """The global batch's metrics: loss terms averaged over ranks, the probe's sums summed."""
+    out = all_reduce_mean(out, t.device)
+    if "probe_n" in out:
+        w = t.ctx.world_size
+        n = round(out.pop("probe_n") * w)
+        out.update(probe_loss=out.pop("probe_loss_sum") * w / n, probe_correct=round(out["probe_correct"] * w),
+                   probe_n=n)
+    return out
+
+
+def _train_step(t: Training, batch) -> dict:
+    terms, h, n = forward_backward(t, batch)
     t.scaler.step(t.optimizer)
     t.scaler.update()
     out = {k: float(getattr(terms, k).detach()) for k in ("contrastive", "mi_lower", "superfluous_a",
                                                           "superfluous_b")}
     out["loss"] = float(terms.total.detach())
-    out["lr"] = t.optimizer.param_groups[0]["lr"]
+    lr = t.optimizer.param_groups[0]["lr"]
     t.scheduler.step()
     t.step += 1
-
     if t.probe is not None:
-        y = y.to(device, non_blocking=True)
-        keep = y >= 0
-        if bool(keep.any()):
-            logits = t.probe(h[:n][keep].detach().float())
-            probe_loss = F.cross_entropy(logits, y[keep])
-            t.probe_optimizer.zero_grad(set_to_none=True)
-            probe_loss.backward()
-            t.probe_optimizer.step()
-            out["probe_loss"] = float(probe_loss.detach())
-            out["probe_correct"] = int((logits.argmax(1) == y[keep]).sum())
-            out["probe_n"] = int(keep.sum())
+        out.update(_probe_step(t, h[:n].detach(), batch[2]))
+    out = _global_metrics(out, t)
+    out["lr"] = lr
     return out
 
 
@@ -488,10 +629,16 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
     cfg.validate()
     if cfg.out is None:
         raise ValueError("out (the run folder) is required")
+    ctx = current_context()
+    check_distributed_settings(cfg, ctx)
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     if pretrain_data is None:
+        if ctx.active and cfg.download and not ctx.is_main:
+            dist.barrier()          # rank 0 downloads first; the others then find the files
         pretrain_data, _ = load_datasets(cfg)
+        if ctx.active and cfg.download and ctx.is_main:
+            dist.barrier()
     if num_classes is None:
         num_classes = _num_classes(pretrain_data)
     t = build_training(cfg, pretrain_data, num_classes)
@@ -506,17 +653,20 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
     else:
         if (run_dir / CHECKPOINT).exists():
             raise ValueError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) or pick another --out")
-        _write_config(run_dir, cfg)
-    log = RunLog(run_dir, resume_step)
+        if ctx.is_main:
+            _write_config(run_dir, cfg)
+    log = RunLog(run_dir, resume_step) if ctx.is_main else None     # rank 0 alone logs and checkpoints
     stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, t.epoch + cfg.stop_after_epochs)
     start_time = time.perf_counter()
     last_row: dict = {}
     try:
         from tqdm.auto import tqdm
         while t.epoch < stop:
+            if isinstance(t.loader.sampler, torch.utils.data.DistributedSampler):
+                t.loader.sampler.set_epoch(t.epoch)
             meter = _Meter()
-            bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{cfg.epochs}", disable=not cfg.progress,
-                       leave=False, dynamic_ncols=True)
+            bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{cfg.epochs}",
+                       disable=not (cfg.progress and ctx.is_main), leave=False, dynamic_ncols=True)
             for i, batch in enumerate(t.loader):
                 if i >= t.steps_per_epoch:
                     break
@@ -525,7 +675,7 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                 except NonFiniteLossError as err:
                     raise NonFiniteLossError(f"{err}. Training stopped; {_last_good(run_dir)}.") from None
                 meter.add({k: out[k] for k in ("loss", "contrastive", "mi_lower", "superfluous_a",
-                                               "superfluous_b")}, batch[0].shape[0])
+                                               "superfluous_b")}, batch[0].shape[0] * ctx.world_size)
                 if "probe_loss" in out:
                     meter.sums["probe_loss"] = meter.sums.get("probe_loss", 0.0) + out["probe_loss"]
                     meter.probe_n_steps += 1
@@ -534,17 +684,19 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                 bar.update(1)
                 if t.step % cfg.log_every == 0 or i + 1 == t.steps_per_epoch:
                     last_row = meter.row(t.epoch + 1, t.step, out["lr"], time.perf_counter() - start_time)
-                    log.write(last_row)
+                    if log is not None:
+                        log.write(last_row)
                     bar.set_postfix(loss=f"{last_row['loss']:.3f}", img_s=f"{last_row['images_per_s']:.0f}")
                     meter.reset()
             bar.close()
             t.epoch += 1
             save_checkpoint(t, run_dir / CHECKPOINT)
     finally:
-        log.close()
+        if log is not None:
+            log.close()
     summary = {"run_dir": str(run_dir), "epoch": t.epoch, "step": t.step, "last_log": last_row,
-               "finished": t.epoch >= cfg.epochs}
-    if summary["finished"] and cfg.final_eval != "none":
+               "finished": t.epoch >= cfg.epochs, "world_size": ctx.world_size}
+    if summary["finished"] and cfg.final_eval != "none" and ctx.is_main:   # on rank 0; the others are done
         summary["eval"] = _run_final_eval(t, run_dir, eval_data)
     return summary
 
@@ -558,7 +710,7 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",
-                      "log_every", "progress", "download", "verify")
+                      "log_every", "progress", "download", "verify", "kernel_backend")
 
 
 def resume(run_dir, *, pretrain_data=None, eval_data=None, num_classes=None, **overrides) -> dict:
@@ -573,7 +725,7 @@ def resume(run_dir, *, pretrain_data=None, eval_data=None, num_classes=None, **o
     if bad:
         raise ValueError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(RESUME_OVERRIDABLE)})")
     cfg = dataclasses.replace(cfg, out=str(run_dir), **overrides)
-    if "epochs" in overrides:
+    if "epochs" in overrides and current_context().is_main:
         _write_config(run_dir, cfg)
     return train(cfg, pretrain_data=pretrain_data, eval_data=eval_data, num_classes=num_classes,
                  resume_from_checkpoint=True)

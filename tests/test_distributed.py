@@ -1,0 +1,265 @@
+"""Multi-process training, proven against one process: gloo process groups on loopback (2 and 3 ranks) must give the
+single-process loss and gradients of the same global batch, and a 2-process run must resume bit-exactly."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.utils.data import Dataset
+
+from mi_toolkit.distributed import all_gather_with_grad
+from superinfo.distributed import CrossRankBatchNorm, DistContext, convert_batchnorm
+from superinfo.train import (TrainConfig, build_training, check_distributed_settings, forward_backward,
+                             load_checkpoint, train)
+
+GLOBAL_BATCH = 12           # divisible by 2 and 3
+TOL = dict(rtol=1e-5, atol=1e-5)
+
+# (name, TrainConfig overrides): lambda = 0 and > 0, both conditional bounds, the naive and chunked InfoNCE kernels,
+# and a registry lower bound with a critic (computed on the gathered batch; its gradients averaged by hand)
+CASES = [
+    ("simclr-naive", dict(lambda_a=0.0, kernel_backend="naive")),
+    ("kl-chunked", dict(lambda_a=0.1, lambda_b=0.05, conditional="kl", kernel_backend="chunked")),
+    ("club-naive", dict(lambda_a=0.1, conditional="club", kernel_backend="naive")),
+    ("nwj-critic-kl", dict(lambda_a=0.1, lower_bound="nwj", temperature=None, extra={"hidden": 16})),
+]
+
+
+class Pairs(Dataset):
+    """Fixed random image pairs with labels (what ``superinfo.data`` would give), seeded by the constructor."""
+
+    def __init__(self, n: int = GLOBAL_BATCH, size: int = 8, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.x1 = torch.randn(n, 3, size, size, generator=g)
+        self.x2 = self.x1 + 0.3 * torch.randn(n, 3, size, size, generator=g)
+        self.y = torch.randint(0, 3, (n,), generator=g)
+        self.y[::4] = -1                         # some unlabelled rows: the probe must skip them on every rank
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x1[i], self.x2[i], self.y[i]
+
+
+def _config(out=None, **overrides) -> TrainConfig:
+    base = dict(dataset="imagefolder", arch="tiny", width=4, image_size=8, z_dim=8, epochs=2, batch_size=GLOBAL_BATCH,
+                lr=1e-2, warmup_epochs=0, num_workers=0, device="cpu", final_eval="none", progress=False,
+                log_every=1, out=None if out is None else str(out), sigma="learned")
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join(rank: int, world: int, port: int) -> None:
+    torch.set_num_threads(1)
+    os.environ["LOCAL_RANK"] = str(rank)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+
+
+def _worker(rank, world, port, out):
+    """Everything the tests check, in one process group per world size (starting processes takes seconds)."""
+    _join(rank, world, port)
+    out = Path(out)
+    _gather_part(rank, out)
+    _step_part(rank, world, out)
+    if world == 2:
+        _training_part(rank, out)
+    dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def spawned(tmp_path_factory):
+    """``spawned(world)``: the folder the world's processes wrote their results to (spawned once per module)."""
+    folders = {}
+
+    def get(world: int) -> Path:
+        if world not in folders:
+            folders[world] = tmp_path_factory.mktemp(f"world{world}")
+            mp.spawn(_worker, args=(world, _free_port(), str(folders[world])), nprocs=world, join=True)
+        return folders[world]
+    return get
+
+
+# --------------------------------------------------------------------------------------------- the gather itself
+def _gather_part(rank, out):
+    x = torch.arange(3 * 2, dtype=torch.float64).view(3, 2).add(10 * rank).requires_grad_()
+    y = all_gather_with_grad(x)
+    weights = torch.arange(y.numel(), dtype=torch.float64).view_as(y) * (rank + 1)   # each rank its own loss
+    (weights * y).sum().backward()
+    torch.save({"y": y.detach(), "grad": x.grad}, out / f"gather{rank}.pt")
+
+
+def test_all_gather_backward_sums_every_ranks_gradient(spawned):
+    world = 3
+    tmp_path = spawned(world)
+    base = torch.arange(6 * world, dtype=torch.float64).view(3 * world, 2)
+    for r in range(world):
+        got = torch.load(tmp_path / f"gather{r}.pt")
+        expected_y = torch.cat([torch.arange(6, dtype=torch.float64).view(3, 2) + 10 * s for s in range(world)])
+        assert torch.equal(got["y"], expected_y)
+        # d(sum_s loss_s)/dx_r = sum_s (s + 1) * base[rows of r]: neither only this rank's share nor counted twice
+        expected = sum(s + 1 for s in range(world)) * base[3 * r:3 * r + 3]
+        assert torch.equal(got["grad"], expected)
+
+
+def test_all_gather_is_the_identity_without_a_process_group():
+    x = torch.randn(4, 3, requires_grad=True)
+    assert all_gather_with_grad(x) is x
+    with pytest.raises(ValueError, match="batch dimension"):
+        all_gather_with_grad(torch.tensor(1.0))
+
+
+# ------------------------------------------------------------------------------- one step: W ranks == 1 process
+def _step_results(t, batch) -> dict:
+    terms, _, _ = forward_backward(t, batch)
+    values = {k: float(getattr(terms, k).detach()) for k in ("total", "contrastive", "mi_lower", "superfluous_a",
+                                                              "superfluous_b")}
+    grads = {f"model.{k}": p.grad.clone() for k, p in t.model.named_parameters()}
+    grads.update({f"loss_fn.{k}": p.grad.clone() for k, p in t.loss_fn.named_parameters()})
+    return values, grads
+
+
+def _local_batch(data: Pairs, rank: int, world: int):
+    n = GLOBAL_BATCH // world
+    rows = slice(rank * n, (rank + 1) * n)
+    return data.x1[rows], data.x2[rows], data.y[rows]
+
+
+def _step_part(rank, world, out):
+    data = Pairs()
+    results = {}
+    for name, overrides in CASES:
+        t = build_training(_config(sync_bn=True, **overrides), data, num_classes=3)
+        values, grads = _step_results(t, _local_batch(data, rank, world))
+        summed = torch.tensor([values[k] for k in sorted(values)], dtype=torch.float64)
+        dist.all_reduce(summed)                  # the global loss is the mean of the ranks' shares
+        values = dict(zip(sorted(values), (summed / world).tolist()))
+        bn = {k: b.clone() for k, b in t.model.state_dict().items() if "running" in k}
+        results[name] = {"values": values, "grads": grads, "bn_buffers": bn,
+                         "uses_cross_rank_bn": any(isinstance(m, CrossRankBatchNorm) for m in t.model.modules())}
+    if rank == 0:
+        torch.save(results, out / "ranks.pt")
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_one_step_equals_single_process_on_the_global_batch(spawned, world):
+    distributed = torch.load(spawned(world) / "ranks.pt")
+    data = Pairs()
+    for name, overrides in CASES:
+        torch.set_num_threads(1)
+        t = build_training(_config(**overrides), data, num_classes=3)
+        values, grads = _step_results(t, (data.x1, data.x2, data.y))
+        got = distributed[name]
+        assert got["uses_cross_rank_bn"], name
+        for key, value in values.items():
+            assert got["values"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), (name, key)
+        assert got["grads"].keys() == grads.keys(), name
+        assert any(k.startswith("loss_fn.") for k in grads) == (overrides.get("lower_bound") == "nwj")
+        for key, grad in grads.items():
+            assert grad.abs().sum() > 0, (name, key)          # a zero gradient would compare equal trivially
+            torch.testing.assert_close(got["grads"][key], grad, **TOL, msg=lambda m: f"{name} {key}: {m}")
+        single_bn = {k: b for k, b in t.model.state_dict().items() if "running" in k}
+        for key, buf in single_bn.items():   # running statistics of the global batch (unbiased variance)
+            torch.testing.assert_close(got["bn_buffers"][key], buf, **TOL)
+
+
+# --------------------------------------------------------------------- a 2-process run, interrupted and resumed
+def _training_part(rank, out):
+    data = Pairs(n=3 * GLOBAL_BATCH, seed=1)
+    train(_config(out / "straight", sync_bn=True, lambda_a=0.1), pretrain_data=data, num_classes=3)
+    train(_config(out / "resumed", sync_bn=True, lambda_a=0.1, stop_after_epochs=1), pretrain_data=data,
+          num_classes=3)
+    first = load_checkpoint(out / "resumed" / "checkpoint.pt")
+    if rank == 0:
+        torch.save({"epoch": first["epoch"]}, out / "after_first_call.pt")
+    dist.barrier()
+    from superinfo.train import resume
+    resume(out / "resumed", pretrain_data=data, num_classes=3)
+
+
+def _tensors(obj, prefix=""):
+    if isinstance(obj, torch.Tensor):
+        yield prefix, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{prefix}/{k}")
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, f"{prefix}/{i}")
+
+
+def test_two_process_training_resumes_bit_exactly(spawned):
+    tmp_path = spawned(2)
+    assert torch.load(tmp_path / "after_first_call.pt")["epoch"] == 1
+    a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")
+    assert a["world_size"] == b["world_size"] == 2 and (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (2, 6)
+    for key in ("model", "loss_fn", "probe", "optimizer", "probe_optimizer"):
+        ta, tb = dict(_tensors(a[key])), dict(_tensors(b[key]))
+        assert ta.keys() == tb.keys(), key
+        for name in ta:
+            assert torch.equal(ta[name], tb[name]), f"{key}{name} differs after resume"
+    assert len(a["rng"]) == 2
+    assert not torch.equal(a["rng"][0]["torch"], a["rng"][1]["torch"])    # each rank keeps its own stream
+    for ra, rb in zip(a["rng"], b["rng"]):
+        for key in ("torch", "loader", "noise"):
+            assert torch.equal(ra[key], rb[key]), key
+    # rank 0 alone logs: one row per step, global metrics, the same rows as the uninterrupted run
+    logs = [(tmp_path / d / "log.csv").read_text().splitlines() for d in ("straight", "resumed")]
+    assert len(logs[0]) == 1 + 6
+    strip = lambda rows: [",".join(r.split(",")[:-2]) for r in rows]     # drop images_per_s, elapsed_s
+    assert strip(logs[0]) == strip(logs[1])
+
+
+# ------------------------------------------------------------------------------------------ refusals and helpers
+def test_inconsistent_settings_are_refused():
+    with pytest.raises(ValueError, match="sync_bn=True .* needs a torch.distributed process group.*--no-sync-bn"):
+        check_distributed_settings(_config(sync_bn=True), DistContext())
+    with pytest.raises(ValueError, match="batch_size 12 is the global batch and must be divisible by the 5"):
+        check_distributed_settings(_config(), DistContext(rank=0, world_size=5))
+    assert check_distributed_settings(_config(), DistContext(rank=1, world_size=3)) == 4
+    with pytest.raises(ValueError, match="sync_bn"):
+        train(_config(Path("unused"), sync_bn=True), pretrain_data=Pairs(), num_classes=3)
+
+
+def test_cross_rank_batchnorm_is_batchnorm_in_one_process():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+    net[1].running_mean.normal_()
+    converted = convert_batchnorm(torch.nn.Sequential(*[m for m in net]))
+    assert isinstance(converted[1], CrossRankBatchNorm)
+    assert converted[1].state_dict().keys() == torch.nn.BatchNorm2d(4).state_dict().keys()
+    x = torch.randn(5, 3, 8, 8)
+    for mode in (True, False):
+        torch.testing.assert_close(converted.train(mode)(x), net.train(mode)(x))
+
+
+def test_torchrun_launches_the_cli(tmp_path):
+    """The README's command, on CPU: 2 processes of `superinfo train` under torchrun (gloo)."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "superinfo",
+           "train", "--dataset", "digits", "--arch", "tiny", "--width", "4", "--image-size", "8", "--z-dim", "8",
+           "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "2", "--num-workers", "0",
+           "--final-eval", "none", "--device", "cpu", "--sync-bn", "--lambda-a", "0.1", "--no-progress",
+           "--threads", "1", "--out", str(run)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 2 and len(ckpt["rng"]) == 2
+    assert json.loads((run / "config.json").read_text())["sync_bn"] is True
+    assert proc.stdout.count("run folder:") == 1          # rank 0 alone reports
