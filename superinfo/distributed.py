@@ -106,7 +106,7 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
         var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0.0)
         if self.track_running_stats:
             with torch.no_grad():
-                unbiased = var * (count / (count - 1)).clamp_min(1.0) if count > 1 else var
+                unbiased = var * count / (count - 1).clamp_min(1.0)     # running_var is unbiased, as in BatchNorm
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
                 self.num_batches_tracked.add_(1)
