@@ -27,13 +27,21 @@ __all__ = [
     "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
 ]
 
-# The trainer (models, optimisers, loop, evaluation); importing them is cheap (torchvision blocks only).
-from .evaluate import evaluate_model, evaluate_run, knn_top1, linear_top1  # noqa: E402
-from .models import SuperInfoModel, build_backbone, build_model  # noqa: E402
-from .optim import LARS, WarmupCosine  # noqa: E402
-from .train import NonFiniteLossError, TrainConfig, preset_config  # noqa: E402
+# The trainer (models, optimisers, loop, evaluation) is imported on first use: it pulls in torchvision, seconds of
+# start-up that the objective and the multi-view world (notebooks, ``superinfo world``) do not need.
+_TRAINER = {
+    "evaluate_model": "evaluate", "evaluate_run": "evaluate", "knn_top1": "evaluate", "linear_top1": "evaluate",
+    "SuperInfoModel": "models", "build_backbone": "models", "build_model": "models", "LARS": "optim",
+    "WarmupCosine": "optim", "NonFiniteLossError": "train", "TrainConfig": "train", "preset_config": "train",
+}
+__all__ += sorted(_TRAINER)
 
-__all__ += [
-    "LARS", "NonFiniteLossError", "SuperInfoModel", "TrainConfig", "WarmupCosine", "build_backbone", "build_model",
-    "evaluate_model", "evaluate_run", "knn_top1", "linear_top1", "preset_config",
-]
+
+def __getattr__(name: str):
+    if name in _TRAINER:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_TRAINER[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'superinfo' has no attribute {name!r}")

@@ -7,6 +7,9 @@
         --batch-size B --lambda-a A --lambda-b B --out RUN_DIR
     superinfo train --resume RUN_DIR                                     continue from the last checkpoint
     superinfo eval --run RUN_DIR --protocol linear|knn [--dataset NAME --data-root DIR]   writes RUN_DIR/eval.json
+    superinfo export --run RUN_DIR --format torchvision|detectron2 --out FILE            writes FILE, FILE.json
+    superinfo transfer --run RUN_DIR --datasets dtd,mnist,... --data-root DIR [--no-verify] [--download]
+    superinfo sweep --preset digits --lambda-a 0,0.01 [--lambda-b ...] [--epochs 30,60] --seeds 0,1,2 --out DIR
 """
 from __future__ import annotations
 
@@ -102,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_eval_parser(sub)
     _add_demo_parser(sub)
+    _add_sweep_parser(sub)
+    _add_export_parser(sub)
+    _add_transfer_parser(sub)
     return parser
 
 
@@ -130,6 +136,8 @@ _TRAIN_OVERRIDES = [
     ("--lower-bound", "lower_bound", str, "ntxent or a lower bound of the mi_toolkit registry"),
     ("--conditional", "conditional", str, "upper bound on the conditional terms: kl or club"),
     ("--temperature", "temperature", float, "NT-Xent temperature"),
+    ("--kernel-backend", "kernel_backend", str, "NT-Xent path: auto (fused kernel from 2048 rows), matrix, naive, "
+                                                "chunked or triton"),
     ("--z-dim", "z_dim", int, "projection dimension (128)"), ("--head-hidden", "head_hidden", int, None),
     ("--head-layers", "head_layers", int, None),
     ("--sigma", "sigma", _sigma, "head noise: a number, 'learned' or 'amortized'"),
@@ -163,6 +171,11 @@ def _add_train_parser(sub) -> None:
     g.add_argument("--download", action="store_true", default=None)
     g.add_argument("--no-verify", dest="verify", action="store_false", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    g.add_argument("--sync-bn", dest="sync_bn", action="store_true", default=None,
+                   help="BatchNorm statistics over the global batch (needs torchrun with >1 process; imagenet preset)")
+    g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false", default=None)
+    p.add_argument("--dist-backend", default="auto", choices=["auto", "nccl", "gloo"],
+                   help="torch.distributed backend under torchrun (auto: nccl on CUDA, gloo on CPU)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.set_defaults(func=_cmd_train)
 
@@ -171,7 +184,8 @@ def _add_demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="the embedded default: SimCLR vs SuperInfo on scikit-learn's digits (CPU, minutes)")
     p.add_argument("--out", default="demo-out", help="folder for the runs and eval.json")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--lambda", dest="lambda_superinfo", type=float, default=0.01, help="SuperInfo's lambda_a = lambda_b")
+    p.add_argument("--lambda", dest="lambda_superinfo", type=float, default=0.001,
+                   help="SuperInfo's lambda_a = lambda_b (0.01 already collapses the head on digits: docs/ablations.md)")
     p.add_argument("--conditional", default=None, choices=["kl", "club"])
     p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the digits preset's)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
@@ -191,6 +205,67 @@ def _cmd_demo(args) -> int:
                       progress=args.progress, conditional=args.conditional)
     print(format_summary(result))
     print(f"wrote {Path(args.out) / 'eval.json'}")
+    return 0
+
+
+# the sweep's grid axes replace these train overrides
+_SWEEP_GRID_DESTS = ("lambda_a", "lambda_b", "epochs", "seed")
+
+
+def _add_sweep_parser(sub) -> None:
+    from .train import PRESETS
+
+    p = sub.add_parser("sweep", help="ablation grid over lambda_a, lambda_b, epochs and seeds from a preset; "
+                                     "writes DIR/sweep.csv, sweep.json, sweep.png",
+                       description="Train and evaluate every grid point as a run folder DIR/runs/<name>, then "
+                                   "collect one table (every run; mean and std over seeds) and a plot.  Rerunning "
+                                   "the command skips finished runs and resumes interrupted ones.")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--lambda-a", dest="lambdas_a", type=_floats, required=True, help="comma list of lambda_a")
+    p.add_argument("--lambda-b", dest="lambdas_b", type=_floats, default=None,
+                   help="comma list of lambda_b (default: tied to lambda_a; given: the product grid)")
+    p.add_argument("--epochs", dest="epoch_grid", type=_ints, default=None,
+                   help="comma list of pre-training epochs (default: the preset's)")
+    p.add_argument("--seeds", type=_ints, default=[0], help="comma list of seeds (default: 0)")
+    p.add_argument("--protocols", type=_names, default=["linear", "knn"], help="evaluations: linear,knn")
+    p.add_argument("--out", required=True, help="sweep folder")
+    p.add_argument("--extend", action="store_true",
+                   help="add this grid's points to an existing sweep folder that holds another grid")
+    p.add_argument("--data-root", help="dataset folder")
+    g = p.add_argument_group("train overrides (default: the preset's value)")
+    for flag, dest, typ, hlp in _TRAIN_OVERRIDES:
+        if dest not in _SWEEP_GRID_DESTS:
+            g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+    g.add_argument("--allow-negative-lambda", action="store_true", default=None)
+    g.add_argument("--no-probe", dest="probe", action="store_false", default=None, help="no online linear probe")
+    g.add_argument("--download", action="store_true", default=None)
+    g.add_argument("--no-verify", dest="verify", action="store_false", default=None)
+    g.add_argument("--no-progress", dest="progress", action="store_false", default=True,
+                   help="no progress bars (grid points and epochs)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.set_defaults(func=_cmd_sweep_grid)
+
+
+def _cmd_sweep_grid(args) -> int:
+    from .sweep import SweepSpec, format_table, run_sweep
+
+    _set_threads(args.threads)
+    overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES if dest not in _SWEEP_GRID_DESTS}
+    for dest in ("allow_negative_lambda", "probe", "download", "verify", "data_root"):
+        overrides[dest] = getattr(args, dest)
+    spec = SweepSpec(args.preset, lambdas_a=tuple(args.lambdas_a),
+                     lambdas_b=None if args.lambdas_b is None else tuple(args.lambdas_b),
+                     epochs=None if args.epoch_grid is None else tuple(args.epoch_grid), seeds=tuple(args.seeds),
+                     protocols=tuple(args.protocols), overrides={k: v for k, v in overrides.items() if v is not None})
+    try:
+        table = run_sweep(spec, args.out, extend=args.extend, progress=args.progress)
+    except RuntimeError as err:
+        if type(err).__module__ != "superinfo.data":   # missing / corrupt data: a message, not a traceback
+            raise
+        print(f"superinfo sweep: error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(table))
+    print(f"wrote {Path(args.out) / 'sweep.csv'}, sweep.json and sweep.png ({table['wall_seconds']:.0f} s)")
     return 0
 
 
@@ -224,7 +299,7 @@ def train_config_from_args(args):
     from .train import PRESETS, preset_config
 
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
-    for dest in ("allow_negative_lambda", "probe", "download", "verify", "progress"):
+    for dest in ("allow_negative_lambda", "probe", "download", "verify", "progress", "sync_bn"):
         overrides[dest] = getattr(args, dest)
     overrides.update(data_root=args.data_root, out=args.out)
     if args.preset is not None:
@@ -237,9 +312,23 @@ def train_config_from_args(args):
 
 
 def _cmd_train(args) -> int:
-    from .train import NonFiniteLossError, resume, train
+    from .distributed import init_from_env, launched_by_torchrun
 
     _set_threads(args.threads)
+    ctx = init_from_env(args.dist_backend, args.device or "auto")   # a no-op unless launched by torchrun
+    try:
+        return _train_or_resume(args, quiet=not ctx.is_main)
+    finally:
+        if launched_by_torchrun():
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
+def _train_or_resume(args, quiet: bool) -> int:
+    from .train import NonFiniteLossError, resume, train
+
     try:
         if args.resume:
             overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
@@ -261,6 +350,8 @@ def _cmd_train(args) -> int:
             raise
         print(f"superinfo train: error: {err}", file=sys.stderr)
         return 2
+    if quiet:        # ranks other than 0 under torchrun
+        return 0
     row = summary.get("last_log") or {}
     print(f"epoch {summary['epoch']}, step {summary['step']}: loss {row.get('loss', float('nan')):.4f}  "
           f"probe acc {row.get('probe_acc', '')}")
@@ -290,6 +381,74 @@ def _cmd_eval(args) -> int:
     print(f"{r['protocol']} top-1: {100 * r['top1']:.2f}%  ({r['n_train']} train / {r['n_test']} test images; "
           f"checkpoint epoch {r['checkpoint_epoch']})")
     print(f"wrote {args.run}/eval.json")
+    return 0
+
+
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a run's backbone for torchvision or detectron2 (writes FILE and "
+                                      "FILE.json); see docs/export.md")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run folder (or a checkpoint file)")
+    p.add_argument("--format", default="torchvision", choices=["torchvision", "detectron2"],
+                   help="torchvision: a plain ResNet state dict (.pt); detectron2: its .pkl model-zoo layout")
+    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--with-probe", action="store_true",
+                   help="torchvision only: include the run's online linear probe as fc")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .export import export_backbone
+
+    meta = export_backbone(args.run, args.out, args.format, include_probe=args.with_probe)
+    stem = "CIFAR stem (3x3 conv1, no max-pool)" if meta["cifar_stem"] else "ImageNet stem"
+    print(f"exported {meta['arch']} ({stem}, {meta['num_keys']} tensors, checkpoint epoch "
+          f"{meta['checkpoint_epoch']}) as {meta['format']} to {args.out}")
+    print(f"wrote {args.out}.json (how to load it)")
+    return 0
+
+
+def _add_transfer_parser(sub) -> None:
+    from .transfer import TRANSFER_DATASETS
+
+    p = sub.add_parser("transfer", help="linear evaluation of a run's frozen backbone on transfer datasets; "
+                                        "writes RUN_DIR/transfer.json")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--datasets", type=_names, default=list(TRANSFER_DATASETS),
+                   help=f"comma list of {','.join(TRANSFER_DATASETS)} (default: all)")
+    p.add_argument("--data-root", required=True, help="folder holding the datasets in torchvision's layouts")
+    p.add_argument("--download", action="store_true", help="fetch missing datasets through torchvision")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the md5 checks (files you made or converted yourself); structure is still checked")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=100, help="linear classifier epochs")
+    p.add_argument("--lr", type=float, default=1e-3, help="linear classifier learning rate (Adam)")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="linear classifier weight decay")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.set_defaults(func=_cmd_transfer)
+
+
+def _cmd_transfer(args) -> int:
+    from .transfer import run_transfer
+
+    _set_threads(args.threads)
+    try:
+        r = run_transfer(args.run, args.datasets, args.data_root, download=args.download, verify=args.verify,
+                         device=args.device, linear_epochs=args.epochs, linear_lr=args.lr,
+                         linear_weight_decay=args.weight_decay, batch_size=args.batch_size,
+                         num_workers=args.num_workers, progress=args.progress)
+    except RuntimeError as err:
+        if type(err).__module__ != "superinfo.data":   # missing / corrupt data: a message, not a traceback
+            raise
+        print(f"superinfo transfer: error: {err}", file=sys.stderr)
+        return 2
+    for name in args.datasets:
+        entry = r["datasets"][name]
+        print(f"{name:14s} linear top-1 {100 * entry['top1']:6.2f}%  ({entry['n_train']} train / "
+              f"{entry['n_test']} test images)")
+    print(f"wrote {Path(args.run) / 'transfer.json'}")
     return 0
 
 
