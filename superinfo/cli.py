@@ -1,4 +1,4 @@
-"""``superinfo``: the SuperInfo objective's experiments (and, later, its trainer).
+"""``superinfo``: the SuperInfo objective's experiments, the trainer, its evaluation, ablations and export.
 
     superinfo world --lambda 0.1 --bound kl --seed 0 --out DIR          one run on the multi-view world
     superinfo sweep-world --lambdas 0,0.01,0.1,1 --bounds kl,club --seeds 0,1,2 --out DIR
@@ -6,6 +6,7 @@
     superinfo train --dataset imagefolder --data-root DIR --arch resnet18 --image-size 32 --epochs E \
         --batch-size B --lambda-a A --lambda-b B --out RUN_DIR
     superinfo train --resume RUN_DIR                                     continue from the last checkpoint
+    torchrun --standalone --nproc_per_node=8 -m superinfo train --preset imagenet --data-root DIR --out RUN_DIR
     superinfo eval --run RUN_DIR --protocol linear|knn [--dataset NAME --data-root DIR]   writes RUN_DIR/eval.json
     superinfo export --run RUN_DIR --format torchvision|detectron2 --out FILE            writes FILE, FILE.json
     superinfo transfer --run RUN_DIR --datasets dtd,mnist,... --data-root DIR [--no-verify] [--download]
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -315,7 +317,7 @@ def _cmd_train(args) -> int:
     from .distributed import init_from_env, launched_by_torchrun
 
     _set_threads(args.threads)
-    ctx = init_from_env(args.dist_backend, args.device or "auto")   # a no-op unless launched by torchrun
+    ctx = init_from_env(args.dist_backend, _run_device(args))   # a no-op unless launched by torchrun
     try:
         return _train_or_resume(args, quiet=not ctx.is_main)
     finally:
@@ -326,6 +328,13 @@ def _cmd_train(args) -> int:
                 dist.destroy_process_group()
 
 
+def _run_device(args) -> str:
+    """The device this invocation trains on: --device, else the resumed run's, else auto (picks NCCL or gloo)."""
+    if args.device is None and args.resume and (Path(args.resume) / "config.json").exists():
+        return json.loads((Path(args.resume) / "config.json").read_text()).get("device", "auto")
+    return args.device or "auto"
+
+
 def _train_or_resume(args, quiet: bool) -> int:
     from .train import NonFiniteLossError, resume, train
 
@@ -333,7 +342,7 @@ def _train_or_resume(args, quiet: bool) -> int:
         if args.resume:
             overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
             overrides.update(data_root=args.data_root, progress=args.progress, download=args.download,
-                             verify=args.verify)
+                             verify=args.verify, sync_bn=args.sync_bn)
             if args.out is not None and args.out != args.resume:
                 raise ValueError("--out must be left out (or equal --resume) when resuming")
             summary = resume(args.resume, **overrides)

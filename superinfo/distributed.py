@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 
 from mi_toolkit.distributed import is_distributed
 
-__all__ = ["CrossRankBatchNorm", "DistContext", "all_reduce_mean", "average_gradients", "convert_batchnorm",
+__all__ = ["CrossRankBatchNorm", "DistContext", "all_agree", "all_reduce_mean", "average_gradients", "convert_batchnorm",
            "current_context", "init_from_env", "launched_by_torchrun"]
 
 
@@ -81,12 +80,67 @@ def init_from_env(backend: str = "auto", device: str = "auto", timeout_minutes: 
     return current_context()
 
 
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def _global_moments(xf: torch.Tensor):
+    """(count, mean, biased var) per channel over every rank's [N, C, H, W] batch.  Each rank's own mean and sum of
+    squared deviations are combined with Chan's parallel formula: no E[x^2] - E[x]^2 cancellation."""
+    count = xf.new_tensor(float(xf.numel() // xf.shape[1]))
+    mean = xf.mean(dim=(0, 2, 3))
+    m2 = (xf - mean.view(1, -1, 1, 1)).square().sum(dim=(0, 2, 3))
+    parts = [torch.empty(2 * mean.numel() + 1, dtype=xf.dtype, device=xf.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, torch.cat([count.view(1), mean, m2]))
+    stacked = torch.stack(parts)
+    counts, means, m2s = stacked[:, :1], stacked[:, 1:1 + mean.numel()], stacked[:, 1 + mean.numel():]
+    total = counts.sum()
+    global_mean = (counts * means).sum(0) / total
+    global_m2 = (m2s + counts * (means - global_mean).square()).sum(0)
+    return total, global_mean, global_m2 / total
+
+
+class _CrossRankBatchNormFn(torch.autograd.Function):
+    """Batch normalisation over the global batch.  Saves only the input and two per-channel vectors (the memory of
+    ``F.batch_norm``); the backward all-reduces the two per-channel sums every rank's input gradient needs."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps: float):
+        xf = _at_least_float32(x)
+        count, mean, var = _global_moments(xf)
+        invstd = torch.rsqrt(var + eps)
+        scale = invstd if weight is None else invstd * weight.to(invstd.dtype)
+        shift = -mean * scale if bias is None else bias.to(invstd.dtype) - mean * scale
+        y = xf * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)
+        ctx.save_for_backward(x, weight, mean, invstd, count)
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(count, mean, var)
+        return y.to(x.dtype), count, mean, var
+
+    @staticmethod
+    def backward(ctx, dy, _count, _mean, _var):
+        x, weight, mean, invstd, count = ctx.saved_tensors
+        dyf = _at_least_float32(dy)
+        xhat = (_at_least_float32(x) - mean.view(1, -1, 1, 1)) * invstd.view(1, -1, 1, 1)
+        local = torch.cat([dyf.sum(dim=(0, 2, 3)), (dyf * xhat).sum(dim=(0, 2, 3))])
+        grad_bias = local[:mean.numel()].clone() if ctx.has_bias else None      # this rank's share; DDP averages
+        grad_weight = local[mean.numel():].clone() if weight is not None else None
+        dist.all_reduce(local)      # the statistics depend on every rank's rows: so does each input's gradient
+        sum_dy, sum_dy_xhat = local[:mean.numel()], local[mean.numel():]
+        gain = invstd if weight is None else invstd * weight.to(invstd.dtype)
+        dx = gain.view(1, -1, 1, 1) * (dyf - (sum_dy.view(1, -1, 1, 1) + xhat * sum_dy_xhat.view(1, -1, 1, 1))
+                                       / count)
+        cast = (lambda g: None if g is None else g.to(weight.dtype))
+        return dx.to(x.dtype), cast(grad_weight), cast(grad_bias), None
+
+
 class CrossRankBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training-mode statistics are those of the whole global batch (all ranks together).
 
-    The per-channel sum and sum of squares are summed over ranks with a differentiable all-reduce, so the backward
-    pass carries every rank's contribution; statistics are computed in float32 (also under autocast).  Eval mode
-    and a single process behave exactly like ``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys).
+    Per-channel counts, means and squared deviations are gathered and combined (float32, also under autocast); the
+    backward all-reduces the per-channel sums of the output gradient, so every rank's input gradient is that of the
+    global batch.  It saves what ``nn.BatchNorm2d`` saves.  Eval mode and a single process behave exactly like
+    ``nn.BatchNorm2d`` (same parameters, buffers and state-dict keys).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,25 +150,14 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
             raise ValueError(f"CrossRankBatchNorm expects [N, C, H, W] input, got shape {tuple(x.shape)}")
         if not isinstance(self.momentum, float):
             raise ValueError("CrossRankBatchNorm needs a float momentum (cumulative averaging is not supported)")
-        xf = x.float()
-        local = torch.cat([xf.sum(dim=(0, 2, 3)), (xf * xf).sum(dim=(0, 2, 3)),
-                           xf.new_tensor([xf.numel() // xf.shape[1]])])
-        total = dist_fn.all_reduce(local)           # differentiable: the backward all-reduces the gradient
-        channels = x.shape[1]
-        count = total[-1]
-        mean = total[:channels] / count
-        var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0.0)
+        y, count, mean, var = _CrossRankBatchNormFn.apply(x, self.weight, self.bias, self.eps)
         if self.track_running_stats:
-            with torch.no_grad():
-                unbiased = var * count / (count - 1).clamp_min(1.0)     # running_var is unbiased, as in BatchNorm
+            with torch.no_grad():   # running_var is unbiased, as in BatchNorm
+                unbiased = var * count / (count - 1).clamp_min(1.0)
                 self.running_mean.lerp_(mean.to(self.running_mean.dtype), self.momentum)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), self.momentum)
                 self.num_batches_tracked.add_(1)
-        shape = (1, channels, 1, 1)
-        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
+        return y
 
 
 def convert_batchnorm(module: nn.Module) -> nn.Module:
@@ -155,6 +198,16 @@ def average_gradients(parameters) -> None:
         n = p.numel()
         p.grad = flat[offset:offset + n].view_as(p).clone()
         offset += n
+
+
+def all_agree(ok: bool, device) -> bool:
+    """True when ``ok`` holds on every rank.  Ranks decide together whether to go on, so a rank that hit an error
+    (a NaN, a failed write) stops the others instead of leaving them waiting in a collective."""
+    if not is_distributed():
+        return ok
+    flag = torch.tensor([1.0 if ok else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item() > 0)
 
 
 def all_reduce_mean(values: dict[str, float], device) -> dict[str, float]:

@@ -268,12 +268,16 @@ def load_detection_backbone(model: nn.Module, state: dict):
     return body.load_state_dict(trunk, strict=True)
 
 
-def detection_backbone(state: dict, *, trainable_layers: int = 3, arch: str = "resnet50"):
+def detection_backbone(state: dict, *, trainable_layers: int = 3, arch: str | None = None):
     """A torchvision ``BackboneWithFPN`` (FrozenBatchNorm2d, as torchvision's pretrained detectors use) holding the
     export: ``FasterRCNN(detection_backbone(sd), num_classes=...)`` / ``MaskRCNN(...)``.  ``trainable_layers``:
-    how many stages from layer4 down train (torchvision's default 3)."""
+    how many stages from layer4 down train (torchvision's default 3).  ``arch``: read from the state by default
+    (bottleneck blocks have a conv3: resnet50; basic blocks: resnet18)."""
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops import FrozenBatchNorm2d
+
+    if arch is None:
+        arch = "resnet50" if "layer1.0.conv3.weight" in state else "resnet18"
 
     backbone = resnet_fpn_backbone(backbone_name=arch, weights=None, norm_layer=FrozenBatchNorm2d,
                                    trainable_layers=trainable_layers)

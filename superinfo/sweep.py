@@ -37,7 +37,7 @@ __all__ = ["GRID_KEYS", "INVOCATION_FIELDS", "LOSS_COLUMNS", "TABLE_COLUMNS", "G
 GRID_KEYS = ("lambda_a", "lambda_b", "epochs", "seed")
 # settings that belong to one invocation, not to the experiment: they may differ between reruns of a sweep
 INVOCATION_FIELDS = ("out", "progress", "stop_after_epochs", "device", "num_workers", "data_root", "download",
-                     "verify")
+                     "verify", "kernel_backend", "log_every")
 LOSS_COLUMNS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "probe_acc")
 TABLE_COLUMNS = GRID_KEYS + ("linear_top1", "knn_top1") + LOSS_COLUMNS + ("epochs_done", "seconds", "run_dir")
 SPEC_FILE = "sweep_spec.json"

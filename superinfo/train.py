@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader
 
 from mi_toolkit.kernels import CALLER_BACKENDS
 
-from .distributed import DistContext, all_reduce_mean, average_gradients, convert_batchnorm, current_context
+from .distributed import DistContext, all_agree, all_reduce_mean, average_gradients, convert_batchnorm, current_context
 from .models import ARCHS, build_model
 from .objective import CONDITIONAL_BOUNDS, GaussianPosterior, SuperInfoLoss
 from .optim import WarmupCosine, build_optimizer
@@ -358,7 +358,7 @@ def _set_rng_state(t: Training, s: dict) -> None:
     random.setstate(s["python"])
     t.generator.set_state(s["loader"])
     if "noise" in s:
-        t.noise.set_state(s["noise"].to(t.noise.get_state().device))
+        t.noise.set_state(s["noise"])
 
 
 def save_checkpoint(t: Training, path) -> Path:
@@ -371,10 +371,15 @@ def save_checkpoint(t: Training, path) -> Path:
     if t.ctx.active:
         rng = [None] * t.ctx.world_size
         dist.all_gather_object(rng, _rng_state(t))
+    error = None
     if t.ctx.is_main:
-        _write_atomically(_checkpoint_state(t, rng), path)
-    if t.ctx.active:
-        dist.barrier()      # no rank goes on (and may read the file) before it is complete
+        try:
+            _write_atomically(_checkpoint_state(t, rng), path)
+        except OSError as err:
+            error = err
+    # also the barrier: no rank goes on (and may read the file) before it is complete
+    if not all_agree(error is None, t.device):
+        raise error or RuntimeError(f"rank 0 could not write {path} (see its error); this rank stops too")
     return path
 
 
@@ -489,18 +494,10 @@ class _Meter:
 # ---------------------------------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------------------------------
-def _agreed(ok: bool, t: Training) -> bool:
-    """True when ``ok`` holds on every rank (so all ranks stop together instead of hanging in a collective)."""
-    if not t.ctx.active:
-        return ok
-    flag = torch.tensor([1.0 if ok else 0.0], device=t.device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
-    return bool(flag.item() > 0)
-
-
 def _posterior_samples(t: Training, p1: GaussianPosterior, p2: GaussianPosterior):
     """z = mean + std * eps, with eps drawn for the whole global batch on every rank and sliced to this rank's rows:
-    the samples, and so the run, are the same whatever the number of processes."""
+    row i of the global batch gets the same noise whatever the number of processes (the data order and the
+    augmentations do depend on it)."""
     n, w = p1.mean.shape[0], t.ctx.world_size
     eps = torch.randn((2, w * n, p1.mean.shape[1]), generator=t.noise, device=t.device)
     eps = eps[:, t.ctx.rank * n:(t.ctx.rank + 1) * n]
@@ -525,21 +522,26 @@ def forward_backward(t: Training, batch):
     p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
     where = f"non-finite loss at epoch {t.epoch + 1}, step {t.step + 1}"
     finite = bool(torch.isfinite(post.mean).all()) and bool(torch.isfinite(post.logvar).all())
-    if not _agreed(finite, t):
+    if not all_agree(finite, t.device):
         why = "the encoder's output holds NaN/inf: check the inputs and the lr" if not finite else \
             "another rank's encoder output holds NaN/inf"
         raise NonFiniteLossError(f"{where} ({why})")
     z1, z2 = _posterior_samples(t, p1, p2)
+    terms, refused = None, None
     try:
         terms = t.loss_fn(p1, p2, z1, z2)
     except ValueError as err:      # the estimators refuse non-finite scores
         if "NaN" not in str(err) and "inf" not in str(err):
             raise
-        raise NonFiniteLossError(f"{where} ({err})") from None
-    finite = bool(torch.isfinite(terms.total))
-    if not _agreed(finite, t):
-        values = {k: round(v, 6) if isinstance(v, float) else v for k, v in terms.as_dict().items()}
-        raise NonFiniteLossError(f"{where} (terms: {values})" if not finite else f"{where} (on another rank)")
+        refused = err
+    finite = refused is None and bool(torch.isfinite(terms.total))
+    if not all_agree(finite, t.device):
+        if refused is not None:
+            raise NonFiniteLossError(f"{where} ({refused})") from None
+        if not finite:
+            values = {k: round(v, 6) if isinstance(v, float) else v for k, v in terms.as_dict().items()}
+            raise NonFiniteLossError(f"{where} (terms: {values})")
+        raise NonFiniteLossError(f"{where} (on another rank)")
     t.optimizer.zero_grad(set_to_none=True)
     t.scaler.scale(terms.total).backward()
     average_gradients(t.loss_fn.parameters())
@@ -634,17 +636,14 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
     run_dir = Path(cfg.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     if pretrain_data is None:
-        if ctx.active and cfg.download and not ctx.is_main:
-            dist.barrier()          # rank 0 downloads first; the others then find the files
-        pretrain_data, _ = load_datasets(cfg)
-        if ctx.active and cfg.download and ctx.is_main:
-            dist.barrier()
+        pretrain_data = _load_pretrain_data(cfg, ctx)
     if num_classes is None:
         num_classes = _num_classes(pretrain_data)
     t = build_training(cfg, pretrain_data, num_classes)
     resume_step = None
     if resume_from_checkpoint:
-        state = load_checkpoint(run_dir / CHECKPOINT, map_location=t.device)
+        # on the CPU: load_state_dict copies weights and optimiser states to their device; RNG states must stay here
+        state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
         _restore(t, state)
         resume_step = t.step
         if t.scheduler.total_steps != cfg.epochs * t.steps_per_epoch:   # --epochs changed on resume
@@ -701,6 +700,25 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
     return summary
 
 
+def _load_pretrain_data(cfg: TrainConfig, ctx: DistContext):
+    """The pre-training set.  In a process group with --download, rank 0 downloads first and the others then read
+    the files; a rank that fails to load stops every rank."""
+    if not ctx.active:
+        return load_datasets(cfg)[0]
+    data = None
+    for turn in (("rank 0", "the others") if cfg.download else ("all",)):
+        mine = turn == "all" or (turn == "rank 0") == ctx.is_main
+        error = None
+        if mine:
+            try:
+                data = load_datasets(cfg)[0]
+            except Exception as err:    # re-raised below, after telling the other ranks
+                error = err
+        if not all_agree(error is None, resolve_device(cfg.device)):
+            raise error or RuntimeError("another rank could not load the data (see its error); this rank stops too")
+    return data
+
+
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     # stop_after_epochs and progress belong to one invocation, not to the run
     d = dict(cfg.to_dict(), stop_after_epochs=None, progress=True)
@@ -710,7 +728,7 @@ def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",
-                      "log_every", "progress", "download", "verify", "kernel_backend")
+                      "log_every", "progress", "download", "verify", "kernel_backend", "sync_bn")
 
 
 def resume(run_dir, *, pretrain_data=None, eval_data=None, num_classes=None, **overrides) -> dict:

@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 
 from mi_toolkit.distributed import all_gather_with_grad
 from superinfo.distributed import CrossRankBatchNorm, DistContext, convert_batchnorm
-from superinfo.train import (TrainConfig, build_training, check_distributed_settings, forward_backward,
-                             load_checkpoint, train)
+from superinfo.train import (NonFiniteLossError, TrainConfig, _train_step, build_training,
+                             check_distributed_settings, forward_backward, load_checkpoint, train)
 
 GLOBAL_BATCH = 12           # divisible by 2 and 3
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -75,7 +75,10 @@ def _worker(rank, world, port, out):
     _join(rank, world, port)
     out = Path(out)
     _gather_part(rank, out)
+    _batchnorm_part(rank, world, out)
     _step_part(rank, world, out)
+    _full_step_part(rank, world, out)
+    _non_finite_part(rank, world, out)
     if world == 2:
         _training_part(rank, out)
     dist.destroy_process_group()
@@ -121,6 +124,53 @@ def test_all_gather_is_the_identity_without_a_process_group():
     assert all_gather_with_grad(x) is x
     with pytest.raises(ValueError, match="batch dimension"):
         all_gather_with_grad(torch.tensor(1.0))
+
+
+# --------------------------------------------------------------------------------------- BatchNorm across ranks
+BN_ROWS = 4     # per rank
+
+
+def _bn_inputs(world: int):
+    """A badly centred global batch (mean 300 x its std: E[x^2] - E[x]^2 in float32 would lose ~all digits), the
+    layer's affine parameters, and per-element loss weights."""
+    g = torch.Generator().manual_seed(3)
+    x = 300.0 + torch.randn(world * BN_ROWS, 3, 5, 5, generator=g)
+    bn = torch.nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(3, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(3, generator=g))
+    weights = torch.randn(x.shape, generator=g)
+    return x, bn, weights
+
+
+def _batchnorm_part(rank, world, out):
+    x, bn, weights = _bn_inputs(world)
+    rows = slice(rank * BN_ROWS, (rank + 1) * BN_ROWS)
+    layer = convert_batchnorm(torch.nn.Sequential(bn))[0].train()
+    xr = x[rows].clone().requires_grad_()
+    y = layer(xr)
+    (y * weights[rows]).sum().backward()
+    torch.save({"y": y.detach(), "x_grad": xr.grad, "weight_grad": layer.weight.grad, "bias_grad": layer.bias.grad,
+                "running_mean": layer.running_mean, "running_var": layer.running_var}, out / f"bn{rank}.pt")
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_cross_rank_batchnorm_equals_batchnorm_on_the_global_batch(spawned, world):
+    folder = spawned(world)
+    x, bn, weights = _bn_inputs(world)
+    x.requires_grad_()
+    bn.train()
+    y = bn(x)
+    (y * weights).sum().backward()
+    ranks = [torch.load(folder / f"bn{r}.pt") for r in range(world)]
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.cat([r["x_grad"] for r in ranks]), x.grad, rtol=1e-4, atol=1e-4)
+    # parameter gradients: each rank holds its own rows' share (DDP then averages): the shares add up
+    torch.testing.assert_close(sum(r["weight_grad"] for r in ranks), bn.weight.grad, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(sum(r["bias_grad"] for r in ranks), bn.bias.grad, rtol=1e-4, atol=1e-4)
+    for r in ranks:
+        torch.testing.assert_close(r["running_mean"], bn.running_mean)
+        torch.testing.assert_close(r["running_var"], bn.running_var, rtol=1e-4, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------- one step: W ranks == 1 process
@@ -177,6 +227,64 @@ def test_one_step_equals_single_process_on_the_global_batch(spawned, world):
             torch.testing.assert_close(got["bn_buffers"][key], buf, **TOL)
 
 
+# ------------------------------------------- a whole step: optimiser, online probe (with unlabelled rows), metrics
+FULL_STEP = dict(lambda_a=0.1, kernel_backend="chunked", optimizer="sgd", momentum=0.0)   # SGD: the step is lr * grad
+
+
+def _full_step(t, batch) -> dict:
+    metrics = _train_step(t, batch)
+    return {"metrics": metrics, "model": {k: v.clone() for k, v in t.model.state_dict().items()},
+            "probe": {k: v.clone() for k, v in t.probe.state_dict().items()}}
+
+
+def _full_step_part(rank, world, out):
+    data = Pairs()
+    t = build_training(_config(sync_bn=True, **FULL_STEP), data, num_classes=3)
+    result = _full_step(t, _local_batch(data, rank, world))
+    if rank == 0:
+        torch.save(result, out / "full_step.pt")
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_whole_step_with_probe_and_metrics_equals_single_process(spawned, world):
+    got = torch.load(spawned(world) / "full_step.pt")
+    data = Pairs()
+    torch.set_num_threads(1)
+    expected = _full_step(build_training(_config(**FULL_STEP), data, num_classes=3), (data.x1, data.x2, data.y))
+    metrics = expected["metrics"]
+    assert metrics["probe_n"] == int((data.y >= 0).sum()) and got["metrics"]["probe_n"] == metrics["probe_n"]
+    assert got["metrics"]["probe_correct"] == metrics["probe_correct"]
+    for key in ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "probe_loss", "lr"):
+        assert got["metrics"][key] == pytest.approx(metrics[key], rel=1e-5, abs=1e-5), key
+    for part in ("model", "probe"):
+        for key, value in expected[part].items():
+            torch.testing.assert_close(got[part][key], value, **TOL, msg=lambda m: f"{part}.{key}: {m}")
+
+
+# ------------------------------------------------------------- a NaN on one rank stops every rank, none hangs
+def _non_finite_part(rank, world, out):
+    data = Pairs()
+    t = build_training(_config(), data, num_classes=3)     # no sync_bn: the other ranks' outputs stay finite
+    x1, x2, y = _local_batch(data, rank, world)
+    if rank == world - 1:
+        x1 = x1.clone()
+        x1[0] = float("nan")
+    try:
+        forward_backward(t, (x1, x2, y))
+        message = None
+    except NonFiniteLossError as err:
+        message = str(err)
+    torch.save(message, out / f"nan{rank}.pt")
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_a_nan_on_one_rank_stops_every_rank(spawned, world):
+    messages = [torch.load(spawned(world) / f"nan{r}.pt") for r in range(world)]
+    assert "the encoder's output holds NaN/inf" in messages[-1]
+    for message in messages[:-1]:
+        assert message is not None and "another rank's encoder output holds NaN/inf" in message
+
+
 # --------------------------------------------------------------------- a 2-process run, interrupted and resumed
 def _training_part(rank, out):
     data = Pairs(n=3 * GLOBAL_BATCH, seed=1)
@@ -223,6 +331,20 @@ def test_two_process_training_resumes_bit_exactly(spawned):
     assert len(logs[0]) == 1 + 6
     strip = lambda rows: [",".join(r.split(",")[:-2]) for r in rows]     # drop images_per_s, elapsed_s
     assert strip(logs[0]) == strip(logs[1])
+
+
+def test_a_sync_bn_run_continues_in_one_process(spawned, tmp_path):
+    import shutil
+
+    from superinfo.train import resume
+    run = tmp_path / "run"
+    shutil.copytree(spawned(2) / "straight", run)
+    torch.set_num_threads(1)
+    with pytest.warns(UserWarning, match="written by 2 process"):
+        summary = resume(run, pretrain_data=Pairs(n=3 * GLOBAL_BATCH, seed=1), num_classes=3, epochs=3,
+                         sync_bn=False)
+    assert summary["epoch"] == 3 and summary["world_size"] == 1
+    assert load_checkpoint(run / "checkpoint.pt")["config"]["sync_bn"] is False
 
 
 # ------------------------------------------------------------------------------------------ refusals and helpers

@@ -151,6 +151,14 @@ def test_frozen_bn_detection_backbone_for_faster_and_mask_rcnn(resnet50):
         _detector_check(detector, state, resnet50, frozen=True)
 
 
+def test_detection_backbone_reads_the_arch_from_the_state(runs, tmp_path):
+    export_backbone(runs["imagenet_stem"], tmp_path / "r18.pt")     # a ResNet-18: basic blocks, no conv3
+    state = torch.load(tmp_path / "r18.pt", weights_only=True)
+    body = detection_backbone(state).body
+    assert not hasattr(body.layer1[0], "conv3")
+    assert torch.equal(body.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
+
+
 def test_detection_refuses_cifar_stem_and_wrong_models(runs, tmp_path):
     export_backbone(runs["cifar_stem"], tmp_path / "c.pt")
     state = torch.load(tmp_path / "c.pt", weights_only=True)
