@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -19,8 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .atomic import write_json_atomically
+
 __all__ = ["PROTOCOLS", "evaluate_model", "evaluate_run", "extract_features", "knn_top1", "linear_top1",
-           "load_run", "write_eval"]
+           "load_run", "model_from_checkpoint", "write_eval"]
 
 PROTOCOLS = ("linear", "knn")
 EVAL_FILE = "eval.json"
@@ -145,26 +146,30 @@ def write_eval(run_dir, result: dict) -> Path:
         except (ValueError, AttributeError):
             results = {}
     results[result["protocol"]] = {k: v for k, v in result.items() if k != "results"}
-    out = dict(result, results=results)
-    tmp = path.with_name(EVAL_FILE + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json_atomically(path, dict(result, results=results), sort_keys=True)
+
+
+def model_from_checkpoint(state: dict):
+    """``(TrainConfig, model)``: the run's model (on the CPU) with the checkpoint's weights."""
+    from .models import build_model
+    from .train import TrainConfig
+
+    cfg = TrainConfig.from_dict(state["config"])
+    model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
+                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
+    model.load_state_dict(state["model"])
+    return cfg, model
 
 
 def load_run(run_dir, device="cpu"):
     """``(TrainConfig, model, checkpoint_epoch)`` from RUN_DIR/checkpoint.pt."""
-    from .models import build_model
-    from .train import CHECKPOINT, TrainConfig, load_checkpoint
+    from .train import CHECKPOINT, load_checkpoint
 
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
         raise ValueError(f"{run_dir} has no {CHECKPOINT}")
     state = load_checkpoint(path, map_location="cpu")
-    cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
-    model.load_state_dict(state["model"])
+    cfg, model = model_from_checkpoint(state)
     return cfg, model.to(device), int(state["epoch"])
 
 

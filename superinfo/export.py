@@ -42,8 +42,6 @@ must use instead of ImageNet's), the source checkpoint and the settings a detect
 """
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import re
 from collections import OrderedDict
@@ -53,6 +51,9 @@ import torch
 from torch import nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
+
+from .atomic import write_atomically, write_json_atomically
+from .evaluate import model_from_checkpoint
 
 __all__ = ["EXPORT_ARCHS", "FORMATS", "backbone_info", "detection_backbone", "detectron2_key",
            "detectron2_state_dict", "export_backbone", "load_detection_backbone", "torchvision_key",
@@ -304,17 +305,6 @@ def _read_checkpoint(source) -> tuple[Path, dict]:
     return path, state
 
 
-def _model_from_checkpoint(state: dict):
-    from .models import build_model
-    from .train import TrainConfig
-
-    cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
-    model.load_state_dict(state["model"])
-    return cfg, model
-
-
 def _normalisation(cfg) -> tuple[list, list]:
     from . import data
 
@@ -332,7 +322,7 @@ def export_backbone(source, out, format: str = "torchvision", *, include_probe: 
     if include_probe and format != "torchvision":
         raise ValueError("include_probe works with format='torchvision' only (detectron2 backbones have no fc)")
     path, checkpoint = _read_checkpoint(source)
-    cfg, model = _model_from_checkpoint(checkpoint)
+    cfg, model = model_from_checkpoint(checkpoint)
     info = backbone_info(model)
     probe = checkpoint.get("probe") if include_probe else None
     if include_probe and probe is None:
@@ -359,7 +349,7 @@ def export_backbone(source, out, format: str = "torchvision", *, include_probe: 
             meta["detection"] = {"torchvision": "superinfo.export.detection_backbone(state) -> BackboneWithFPN; "
                                                 "FasterRCNN(backbone, num_classes, image_mean=mean, image_std=std)",
                                  "image_mean": mean, "image_std": std}
-        _atomic_write(out, lambda f: torch.save(state, f))
+        write_atomically(out, lambda f: torch.save(state, f))
         meta["num_keys"] = len(state)
     else:
         payload = {"model": detectron2_state_dict(state), "__author__": "superinfo", "matching_heuristics": True}
@@ -367,14 +357,9 @@ def export_backbone(source, out, format: str = "torchvision", *, include_probe: 
             meta["detectron2_config"] = detectron2_config(info, mean, std)
         meta["load"] = "detectron2: cfg.MODEL.WEIGHTS = path, plus the detectron2_config values"
         meta["num_keys"] = len(payload["model"])
-        _atomic_write(out, lambda f: pickle.dump(payload, f))
+        write_atomically(out, lambda f: pickle.dump(payload, f))
     meta_path = out.with_name(out.name + ".json")
-    _atomic_write(meta_path, lambda f: f.write((json.dumps(meta, indent=2) + "\n").encode()))
+    write_json_atomically(meta_path, meta)
     return meta
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 __all__ = ["LARS", "WarmupCosine", "build_optimizer", "param_groups"]
 

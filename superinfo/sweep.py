@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomically, write_json_atomically
 from .evaluate import PROTOCOLS, evaluate_run
 from .train import NonFiniteLossError, TrainConfig, preset_config, resume, train
 
@@ -150,12 +152,6 @@ def _read_json(path: Path):
         return None
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _comparable(config: dict) -> dict:
     """``config`` without the invocation's fields; a field the saved config lacks (added to ``TrainConfig`` after the
     run was made) counts as its default, which is what that run used."""
@@ -185,7 +181,7 @@ def _checkpoint_epoch(run_dir: Path) -> int | None:
 def _add_seconds(run_dir: Path, phase: str, seconds: float) -> None:
     timing = _read_json(run_dir / TIMING_FILE) or {}
     timing[phase] = timing.get(phase, 0.0) + seconds
-    _write_json(run_dir / TIMING_FILE, timing)
+    write_json_atomically(run_dir / TIMING_FILE, timing)
 
 
 def run_point(cfg: TrainConfig, protocols=PROTOCOLS) -> str:
@@ -296,13 +292,13 @@ def collect(source) -> dict:
 def write_table(table: dict, out) -> None:
     """DIR/sweep.csv (one row per run) and DIR/sweep.json (the whole table)."""
     out = Path(out)
-    with open(out / "sweep.csv.tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=TABLE_COLUMNS)
-        writer.writeheader()
-        for r in table["runs"]:
-            writer.writerow({k: "" if r.get(k) is None else r[k] for k in TABLE_COLUMNS})
-    os.replace(out / "sweep.csv.tmp", out / "sweep.csv")
-    _write_json(out / "sweep.json", table)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=TABLE_COLUMNS)
+    writer.writeheader()
+    for r in table["runs"]:
+        writer.writerow({k: "" if r.get(k) is None else r[k] for k in TABLE_COLUMNS})
+    write_atomically(out / "sweep.csv", lambda f: f.write(text.getvalue().encode()))
+    write_json_atomically(out / "sweep.json", table)
 
 
 def format_table(table: dict, markdown: bool = False) -> str:
@@ -349,7 +345,7 @@ def _reconcile_spec(out: Path, spec: SweepSpec, points: list[GridPoint], extend:
         points = saved_points + [p for p in points if p not in known]   # the folder's order first
         record.update(points=[p.to_dict() for p in points],
                       protocols=sorted(set(saved["protocols"]) | set(spec.protocols)))
-    _write_json(out / SPEC_FILE, record)
+    write_json_atomically(out / SPEC_FILE, record)
     return [GridPoint(**p) for p in record["points"]]
 
 

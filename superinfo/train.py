@@ -32,7 +32,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from torch.utils.data import DataLoader
 
 from mi_toolkit.kernels import CALLER_BACKENDS
 
+from .atomic import write_atomically, write_json_atomically
 from .distributed import DistContext, all_agree, all_reduce_mean, average_gradients, convert_batchnorm, current_context
 from .models import ARCHS, build_model
 from .objective import CONDITIONAL_BOUNDS, GaussianPosterior, SuperInfoLoss
@@ -374,7 +374,8 @@ def save_checkpoint(t: Training, path) -> Path:
     error = None
     if t.ctx.is_main:
         try:
-            _write_atomically(_checkpoint_state(t, rng), path)
+            state = _checkpoint_state(t, rng)
+            write_atomically(path, lambda f: torch.save(state, f), fsync=True)
         except OSError as err:
             error = err
     # also the barrier: no rank goes on (and may read the file) before it is complete
@@ -393,15 +394,6 @@ def _checkpoint_state(t: Training, rng: list) -> dict:
         "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(), "rng": rng,
         "world_size": t.ctx.world_size, "torch_version": torch.__version__,
     }
-
-
-def _write_atomically(state: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -721,10 +713,8 @@ def _load_pretrain_data(cfg: TrainConfig, ctx: DistContext):
 
 def _write_config(run_dir: Path, cfg: TrainConfig) -> None:
     # stop_after_epochs and progress belong to one invocation, not to the run
-    d = dict(cfg.to_dict(), stop_after_epochs=None, progress=True)
-    tmp = run_dir / (CONFIG + ".tmp")
-    tmp.write_text(json.dumps(d, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, run_dir / CONFIG)
+    write_json_atomically(run_dir / CONFIG, dict(cfg.to_dict(), stop_after_epochs=None, progress=True),
+                          sort_keys=True)
 
 
 RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",

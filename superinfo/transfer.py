@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import pickle
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity
 
 from . import data
+from .atomic import write_json_atomically
 from .data import CorruptDataError, IntegrityError, MissingDataError
 
 __all__ = ["TRANSFER_DATASETS", "TRANSFER_FILE", "load_transfer_splits", "required_files", "run_transfer"]
@@ -491,7 +491,7 @@ def run_transfer(run_dir, datasets: Sequence[str] | str = TRANSFER_DATASETS, dat
             "splits": {"train": list(train_splits), "test": test_split},
             "integrity": _integrity_note(name, verify), "settings": {**r["settings"], **settings},
             "data_root": str(root), "checkpoint_epoch": epoch, "seconds": round(time.perf_counter() - start, 3)}
-        _write_json(path, result)
+        write_json_atomically(path, result)
     return result
 
 
@@ -507,7 +507,4 @@ def _read_existing(path: Path) -> dict:
     return result
 
 
-def _write_json(path: Path, content: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+
