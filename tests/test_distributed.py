@@ -27,6 +27,7 @@ TOL = dict(rtol=1e-5, atol=1e-5)
 # and a registry lower bound with a critic (computed on the gathered batch; its gradients averaged by hand)
 CASES = [
     ("simclr-naive", dict(lambda_a=0.0, kernel_backend="naive")),
+    ("simclr-chunked", dict(lambda_a=0.0, kernel_backend="chunked")),
     ("kl-chunked", dict(lambda_a=0.1, lambda_b=0.05, conditional="kl", kernel_backend="chunked")),
     ("club-naive", dict(lambda_a=0.1, conditional="club", kernel_backend="naive")),
     ("nwj-critic-kl", dict(lambda_a=0.1, lower_bound="nwj", temperature=None, extra={"hidden": 16})),
