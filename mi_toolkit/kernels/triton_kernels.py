@@ -37,6 +37,24 @@ def _load_block(ptr, idx, idx_ok, dims, dim_ok, stride):
 
 
 @triton.jit
+def _row_targets(POS, EXCL, rows, rows_ok, HAS_EXCLUDE: tl.constexpr):
+    """Each row's positive column and excluded column (the positive when there is none: never read then)."""
+    pos = tl.load(POS + rows, mask=rows_ok, other=-1)
+    excl = tl.load(EXCL + rows, mask=rows_ok, other=-1) if HAS_EXCLUDE else pos
+    return pos, excl
+
+
+@triton.jit
+def _row_softmax_stats(POS, EXCL, ROW_MAX, ROW_LOGSUM, G, rows, rows_ok, HAS_EXCLUDE: tl.constexpr):
+    """What the backward needs of a block of rows: targets, the forward's m and log S, and the upstream g."""
+    pos, excl = _row_targets(POS, EXCL, rows, rows_ok, HAS_EXCLUDE)
+    row_max = tl.load(ROW_MAX + rows, mask=rows_ok, other=0.0)
+    log_sum = tl.load(ROW_LOGSUM + rows, mask=rows_ok, other=0.0)
+    g = tl.load(G + rows, mask=rows_ok, other=0.0)
+    return pos, excl, row_max, log_sum, g
+
+
+@triton.jit
 def _kept(cols, cols_ok, excl, HAS_EXCLUDE: tl.constexpr):
     """Which (row, column) entries take part in the row's log-sum-exp (padding rows are harmless: g = 0 there)."""
     keep = cols_ok[None, :]  # [1, BLOCK_N]; tl.where broadcasts it over the rows
@@ -54,8 +72,7 @@ def _forward_kernel(A, B, POS, EXCL, ROW_MAX, ROW_LOGSUM, LOSS, M, K, D, stride_
     dims = tl.arange(0, BLOCK_D)
     dims_ok = dims < D
     a = _load_block(A, rows, rows_ok, dims, dims_ok, stride_a)
-    pos = tl.load(POS + rows, mask=rows_ok, other=-1)
-    excl = tl.load(EXCL + rows, mask=rows_ok, other=-1) if HAS_EXCLUDE else pos
+    pos, excl = _row_targets(POS, EXCL, rows, rows_ok, HAS_EXCLUDE)
     # a finite "minus infinity" start, so exp(m - m') never sees inf - inf
     run_max = tl.full([BLOCK_M], -3.0e38, tl.float32)
     run_sum = tl.zeros([BLOCK_M], tl.float32)
@@ -96,11 +113,7 @@ def _grad_rows_kernel(A, B, POS, EXCL, ROW_MAX, ROW_LOGSUM, G, DA, M, K, D, stri
     dims = tl.arange(0, BLOCK_D)
     dims_ok = dims < D
     a = _load_block(A, rows, rows_ok, dims, dims_ok, stride_a)
-    pos = tl.load(POS + rows, mask=rows_ok, other=-1)
-    excl = tl.load(EXCL + rows, mask=rows_ok, other=-1) if HAS_EXCLUDE else pos
-    row_max = tl.load(ROW_MAX + rows, mask=rows_ok, other=0.0)
-    log_sum = tl.load(ROW_LOGSUM + rows, mask=rows_ok, other=0.0)
-    g = tl.load(G + rows, mask=rows_ok, other=0.0)
+    pos, excl, row_max, log_sum, g = _row_softmax_stats(POS, EXCL, ROW_MAX, ROW_LOGSUM, G, rows, rows_ok, HAS_EXCLUDE)
     acc = tl.zeros([BLOCK_M, BLOCK_D], tl.float32)
     for col_start in range(0, K, BLOCK_N):
         cols = col_start + tl.arange(0, BLOCK_N)
@@ -126,11 +139,8 @@ def _grad_cols_kernel(A, B, POS, EXCL, ROW_MAX, ROW_LOGSUM, G, DB, M, K, D, stri
         rows = row_start + tl.arange(0, BLOCK_M)
         rows_ok = rows < M
         a = _load_block(A, rows, rows_ok, dims, dims_ok, stride_a)
-        pos = tl.load(POS + rows, mask=rows_ok, other=-1)
-        excl = tl.load(EXCL + rows, mask=rows_ok, other=-1) if HAS_EXCLUDE else pos
-        row_max = tl.load(ROW_MAX + rows, mask=rows_ok, other=0.0)
-        log_sum = tl.load(ROW_LOGSUM + rows, mask=rows_ok, other=0.0)
-        g = tl.load(G + rows, mask=rows_ok, other=0.0)
+        pos, excl, row_max, log_sum, g = _row_softmax_stats(POS, EXCL, ROW_MAX, ROW_LOGSUM, G, rows, rows_ok,
+                                                            HAS_EXCLUDE)
         ds = _grad_logits(a, b, cols, cols_ok, pos, excl, row_max, log_sum, g, HAS_EXCLUDE, PRECISION)
         acc += tl.dot(tl.trans(ds).to(a.dtype), a, input_precision=PRECISION)
     tl.store(DB + cols[:, None] * stride_db + dims[None, :], acc.to(DB.dtype.element_ty),
