@@ -244,23 +244,15 @@ def num_classes(dataset) -> int:
     return len(_classes_of(dataset))
 
 
-class TwoViews(Dataset):
-    """(PIL image, label) -> (view1, view2, label).
+class TransformedDataset(Dataset):
+    """(PIL image, label) -> (transform(image), label); used for linear evaluation."""
 
-    seed=None draws augmentations from torch's global RNG (DataLoader seeds each worker). With a seed, item i in
-    epoch e is augmented from its own generator state (seed, e, i): runs repeat exactly whatever the number of
-    workers or the order of indices; call set_epoch(e) so each epoch still sees new views.
-    """
+    _transform_example = ""     # what a good transform is, for the error message
 
-    def __init__(self, base: Dataset, transform: Callable, seed: Optional[int] = None):
+    def __init__(self, base: Dataset, transform: Callable):
         if not callable(transform):
-            raise TypeError(f"transform must be callable (e.g. two_view_transform(preset)), got {type(transform).__name__}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
-        self.base, self.transform, self.seed, self.epoch = base, transform, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+            raise TypeError(f"transform must be callable{self._transform_example}, got {type(transform).__name__}")
+        self.base, self.transform = base, transform
 
     @property
     def classes(self):
@@ -268,6 +260,30 @@ class TwoViews(Dataset):
 
     def __len__(self):
         return len(self.base)
+
+    def __getitem__(self, index):
+        image, label = self.base[index]
+        return self.transform(image), label
+
+
+class TwoViews(TransformedDataset):
+    """(PIL image, label) -> (view1, view2, label).
+
+    seed=None draws augmentations from torch's global RNG (DataLoader seeds each worker). With a seed, item i in
+    epoch e is augmented from its own generator state (seed, e, i): runs repeat exactly whatever the number of
+    workers or the order of indices; call set_epoch(e) so each epoch still sees new views.
+    """
+
+    _transform_example = " (e.g. two_view_transform(preset))"
+
+    def __init__(self, base: Dataset, transform: Callable, seed: Optional[int] = None):
+        super().__init__(base, transform)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __getitem__(self, index):
         image, label = self.base[index]
@@ -284,26 +300,6 @@ def _item_seed(seed: int, epoch: int, index: int) -> int:
     # A hash, not seed + index: neighbouring items and epochs must not share streams.
     digest = hashlib.blake2b(f"{seed}:{epoch}:{int(index)}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
-class TransformedDataset(Dataset):
-    """(PIL image, label) -> (transform(image), label); used for linear evaluation."""
-
-    def __init__(self, base: Dataset, transform: Callable):
-        if not callable(transform):
-            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
-        self.base, self.transform = base, transform
-
-    @property
-    def classes(self):
-        return _classes_of(self.base)
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, index):
-        image, label = self.base[index]
-        return self.transform(image), label
 
 
 class _Subset(Dataset):
