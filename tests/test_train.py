@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from fixtures_state import assert_same_state
 import superinfo.train as train_mod
 from superinfo.cli import build_parser, main, train_config_from_args
 from superinfo.train import (PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
@@ -58,33 +59,6 @@ def tiny_config(out, **kw):
                 warmup_epochs=0.5, lambda_a=0.1, sigma="learned", progress=False, final_eval="none", log_every=2)
     base.update(kw)
     return TrainConfig(**base)
-
-
-def _tensors(obj, prefix=""):
-    """Every tensor in a nested state (dicts/lists), by path."""
-    if isinstance(obj, torch.Tensor):
-        yield prefix, obj
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _tensors(v, f"{prefix}/{k}")
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            yield from _tensors(v, f"{prefix}/{i}")
-
-
-def assert_same_state(a, b):
-    for key in ("model", "loss_fn", "probe", "optimizer", "probe_optimizer"):
-        ta, tb = dict(_tensors(a[key])), dict(_tensors(b[key]))
-        assert ta.keys() == tb.keys(), key
-        assert ta or key == "loss_fn", key     # NT-Xent has no parameters; a registry critic does
-        for name in ta:
-            assert torch.equal(ta[name], tb[name]), f"{key}{name} differs"
-    assert a["scheduler"] == b["scheduler"]
-    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"])
-    assert len(a["rng"]) == len(b["rng"]) == a["world_size"]     # one RNG state per rank
-    for ra, rb in zip(a["rng"], b["rng"]):
-        for key in ("torch", "loader", "noise"):
-            assert torch.equal(ra[key], rb[key]), key
 
 
 def _log_rows(run_dir):
