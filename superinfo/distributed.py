@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mi_toolkit.distributed import is_distributed
+from mi_toolkit.distributed import is_distributed, rank, world_size
 
 __all__ = ["CrossRankBatchNorm", "DistContext", "all_agree", "all_reduce_mean", "average_gradients", "convert_batchnorm",
            "current_context", "init_from_env", "launched_by_torchrun"]
@@ -48,7 +48,7 @@ def current_context() -> DistContext:
     """The context of the initialised process group (single process when there is none)."""
     if not is_distributed():
         return DistContext()
-    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    return DistContext(rank(), world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def launched_by_torchrun() -> bool:

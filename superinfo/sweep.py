@@ -31,15 +31,16 @@ import numpy as np
 
 from .atomic import write_atomically, write_json_atomically
 from .evaluate import PROTOCOLS, evaluate_run
-from .train import NonFiniteLossError, TrainConfig, preset_config, resume, train
+from .train import RESUME_OVERRIDABLE, NonFiniteLossError, TrainConfig, preset_config, resume, train
 
 __all__ = ["GRID_KEYS", "INVOCATION_FIELDS", "LOSS_COLUMNS", "TABLE_COLUMNS", "GridPoint", "SweepSpec", "collect",
            "format_table", "mean_std", "run_point", "run_record", "run_sweep", "summarize", "write_table"]
 
 GRID_KEYS = ("lambda_a", "lambda_b", "epochs", "seed")
 # settings that belong to one invocation, not to the experiment: they may differ between reruns of a sweep
-INVOCATION_FIELDS = ("out", "progress", "stop_after_epochs", "device", "num_workers", "data_root", "download",
-                     "verify", "kernel_backend", "log_every")
+# (what a resume may change, less epochs: a grid axis; final_eval: the sweep evaluates itself; sync_bn: it changes
+# the statistics BatchNorm sees)
+INVOCATION_FIELDS = ("out",) + tuple(f for f in RESUME_OVERRIDABLE if f not in ("epochs", "final_eval", "sync_bn"))
 LOSS_COLUMNS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "probe_acc")
 TABLE_COLUMNS = GRID_KEYS + ("linear_top1", "knn_top1") + LOSS_COLUMNS + ("epochs_done", "seconds", "run_dir")
 SPEC_FILE = "sweep_spec.json"
