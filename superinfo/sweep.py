@@ -173,10 +173,10 @@ def _evaluated(run_dir: Path, protocol: str, epochs: int) -> bool:
 
 
 def _checkpoint_epoch(run_dir: Path) -> int | None:
-    from .train import load_checkpoint
+    from .train import checkpoint_epoch
 
     path = run_dir / "checkpoint.pt"
-    return int(load_checkpoint(path)["epoch"]) if path.exists() else None
+    return checkpoint_epoch(path) if path.exists() else None
 
 
 def _add_seconds(run_dir: Path, phase: str, seconds: float) -> None:

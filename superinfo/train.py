@@ -400,6 +400,11 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
+def checkpoint_epoch(path) -> int:
+    """The completed epochs a checkpoint holds, without reading its weights (memory-mapped load)."""
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+
+
 def _restore(t: Training, state: dict) -> None:
     t.model.load_state_dict(state["model"])
     t.loss_fn.load_state_dict(state["loss_fn"])
@@ -592,7 +597,7 @@ def _last_good(run_dir: Path) -> str:
     path = run_dir / CHECKPOINT
     if not path.exists():
         return "no checkpoint was written yet (the first epoch did not finish)"
-    epoch = load_checkpoint(path).get("epoch")
+    epoch = checkpoint_epoch(path)
     return f"the last good checkpoint is {path} (after epoch {epoch}); it was left untouched"
 
 
