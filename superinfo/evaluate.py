@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .atomic import write_json_atomically
+from mi_toolkit.atomic import write_json_atomically
 
 __all__ = ["PROTOCOLS", "evaluate_model", "evaluate_run", "extract_features", "knn_top1", "linear_top1",
            "load_run", "model_from_checkpoint", "write_eval"]

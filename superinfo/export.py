@@ -52,7 +52,7 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from .atomic import write_atomically, write_json_atomically
+from mi_toolkit.atomic import write_atomically, write_json_atomically
 from .evaluate import model_from_checkpoint
 
 __all__ = ["EXPORT_ARCHS", "FORMATS", "backbone_info", "detection_backbone", "detectron2_key",

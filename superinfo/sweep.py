@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import write_atomically, write_json_atomically
+from mi_toolkit.atomic import write_atomically, write_json_atomically
 from .evaluate import PROTOCOLS, evaluate_run
 from .train import RESUME_OVERRIDABLE, NonFiniteLossError, TrainConfig, preset_config, resume, train
 

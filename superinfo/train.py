@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader
 
 from mi_toolkit.kernels import CALLER_BACKENDS
 
-from .atomic import write_atomically, write_json_atomically
+from mi_toolkit.atomic import write_atomically, write_json_atomically
 from .distributed import DistContext, all_agree, all_reduce_mean, average_gradients, convert_batchnorm, current_context
 from .models import ARCHS, build_model
 from .objective import CONDITIONAL_BOUNDS, GaussianPosterior, SuperInfoLoss

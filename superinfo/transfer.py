@@ -49,7 +49,7 @@ from torchvision import datasets as tv_datasets
 from torchvision.datasets.utils import check_integrity
 
 from . import data
-from .atomic import write_json_atomically
+from mi_toolkit.atomic import write_json_atomically
 from .data import CorruptDataError, IntegrityError, MissingDataError
 
 __all__ = ["TRANSFER_DATASETS", "TRANSFER_FILE", "load_transfer_splits", "required_files", "run_transfer"]
