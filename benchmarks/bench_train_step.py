@@ -11,9 +11,9 @@ import os
 import pytest
 import torch
 
-from superinfo.models import build_model
+from superinfo.trainer.models import build_model
 from superinfo.objective import GaussianPosterior, SuperInfoLoss
-from superinfo.optim import build_optimizer
+from superinfo.trainer.optim import build_optimizer
 
 BATCH, SIZE = 64, 32
 

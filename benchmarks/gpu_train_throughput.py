@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from superinfo.models import build_model  # noqa: E402
+from superinfo.trainer.models import build_model  # noqa: E402
 from superinfo.objective import GaussianPosterior, SuperInfoLoss  # noqa: E402
-from superinfo.optim import build_optimizer  # noqa: E402
+from superinfo.trainer.optim import build_optimizer  # noqa: E402
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)

@@ -6,9 +6,12 @@
     terms = loss(head1(v1), head2(v2)); terms.total.backward()          # terms.mi_lower, .superfluous_a, ...
 
     from superinfo.world import run_world, run_sweep                    # the experiment (CLI: superinfo world)
-    from superinfo.train import preset_config, train, resume            # the trainer (CLI: superinfo train)
-    # (``train`` is not re-exported here: it would shadow the ``superinfo.train`` module)
-    from superinfo.evaluate import evaluate_run                         # linear / kNN (CLI: superinfo eval)
+    from superinfo.trainer import preset_config, train, resume          # the trainer (CLI: superinfo train)
+    from superinfo.trainer import evaluate_run                          # linear / kNN (CLI: superinfo eval)
+
+Layout: ``objective`` and ``world`` (the method and its exact-truth check) at the top; ``trainer/`` (config,
+run folder, models, optimisers, distributed, evaluation, the loop); ``data/`` (augmentations, data sets, integrity
+checks); ``tools/`` (sweep, demo, analysis, export, transfer: consumers of run folders); ``cli``.
 """
 from .objective import (
     CONDITIONAL_BOUNDS,
@@ -30,9 +33,10 @@ __all__ = [
 # The trainer (models, optimisers, loop, evaluation) is imported on first use: it pulls in torchvision, seconds of
 # start-up that the objective and the multi-view world (notebooks, ``superinfo world``) do not need.
 _TRAINER = {
-    "evaluate_model": "evaluate", "evaluate_run": "evaluate", "knn_top1": "evaluate", "linear_top1": "evaluate",
-    "SuperInfoModel": "models", "build_backbone": "models", "build_model": "models", "LARS": "optim",
-    "WarmupCosine": "optim", "NonFiniteLossError": "train", "TrainConfig": "train", "preset_config": "train",
+    "evaluate_model": "trainer.evaluate", "evaluate_run": "trainer.evaluate", "knn_top1": "trainer.evaluate",
+    "linear_top1": "trainer.evaluate", "SuperInfoModel": "trainer.models", "build_backbone": "trainer.models",
+    "build_model": "trainer.models", "LARS": "trainer.optim", "WarmupCosine": "trainer.optim",
+    "NonFiniteLossError": "trainer.loop", "TrainConfig": "trainer.config", "preset_config": "trainer.config",
 }
 __all__ += sorted(_TRAINER)
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from mi_toolkit.cli import _floats  # the same comma-list parser as mi-toolkit's
+from mi_toolkit.errors import ArgumentError, UserError
 
 
 def _ints(text: str) -> list[int]:
@@ -156,7 +157,7 @@ _TRAIN_OVERRIDES = [
 
 
 def _add_train_parser(sub) -> None:
-    from .train import PRESETS
+    from .trainer.config import PRESETS
 
     p = sub.add_parser("train", help="contrastive pre-training with the SuperInfo loss",
                        description="Train an encoder; RUN_DIR gets config.json, checkpoint.pt (each epoch), "
@@ -196,13 +197,13 @@ def _add_demo_parser(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import format_summary, run_demo
+    from .tools.demo import format_summary, run_demo
 
     _set_threads(args.threads)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+        raise ArgumentError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
     result = run_demo(args.out, seeds=seeds, lambda_superinfo=args.lambda_superinfo, epochs=args.epochs,
                       progress=args.progress, conditional=args.conditional)
     print(format_summary(result))
@@ -215,7 +216,7 @@ _SWEEP_GRID_DESTS = ("lambda_a", "lambda_b", "epochs", "seed")
 
 
 def _add_sweep_parser(sub) -> None:
-    from .train import PRESETS
+    from .trainer.config import PRESETS
 
     p = sub.add_parser("sweep", help="ablation grid over lambda_a, lambda_b, epochs and seeds from a preset; "
                                      "writes DIR/sweep.csv, sweep.json, sweep.png",
@@ -249,7 +250,7 @@ def _add_sweep_parser(sub) -> None:
 
 
 def _cmd_sweep_grid(args) -> int:
-    from .sweep import SweepSpec, format_table, run_sweep
+    from .tools.sweep import SweepSpec, format_table, run_sweep
 
     _set_threads(args.threads)
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES if dest not in _SWEEP_GRID_DESTS}
@@ -259,13 +260,7 @@ def _cmd_sweep_grid(args) -> int:
                      lambdas_b=None if args.lambdas_b is None else tuple(args.lambdas_b),
                      epochs=None if args.epoch_grid is None else tuple(args.epoch_grid), seeds=tuple(args.seeds),
                      protocols=tuple(args.protocols), overrides={k: v for k, v in overrides.items() if v is not None})
-    try:
-        table = run_sweep(spec, args.out, extend=args.extend, progress=args.progress)
-    except RuntimeError as err:
-        if type(err).__module__ != "superinfo.data":   # missing / corrupt data: a message, not a traceback
-            raise
-        print(f"superinfo sweep: error: {err}", file=sys.stderr)
-        return 2
+    table = run_sweep(spec, args.out, extend=args.extend, progress=args.progress)
     print(format_table(table))
     print(f"wrote {Path(args.out) / 'sweep.csv'}, sweep.json and sweep.png ({table['wall_seconds']:.0f} s)")
     return 0
@@ -298,7 +293,7 @@ def _set_threads(n: int) -> None:
 
 def train_config_from_args(args):
     """The ``TrainConfig`` a ``superinfo train`` command line asks for (not for --resume)."""
-    from .train import PRESETS, preset_config
+    from .trainer.config import PRESETS, preset_config
 
     overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
     for dest in ("allow_negative_lambda", "probe", "download", "verify", "progress", "sync_bn"):
@@ -307,14 +302,14 @@ def train_config_from_args(args):
     if args.preset is not None:
         return preset_config(args.preset, **overrides)
     if overrides["dataset"] is None:
-        raise ValueError("give --preset NAME or --dataset NAME")
+        raise ArgumentError("give --preset NAME or --dataset NAME")
     # a dataset with a preset of the same name starts from it; others (imagefolder, digits) from cifar10's
     base = overrides["dataset"] if overrides["dataset"] in PRESETS else "cifar10"
     return preset_config(base, **overrides)
 
 
 def _cmd_train(args) -> int:
-    from .distributed import init_from_env, launched_by_torchrun
+    from .trainer.distributed import init_from_env, launched_by_torchrun
 
     _set_threads(args.threads)
     ctx = init_from_env(args.dist_backend, _run_device(args))   # a no-op unless launched by torchrun
@@ -336,29 +331,20 @@ def _run_device(args) -> str:
 
 
 def _train_or_resume(args, quiet: bool) -> int:
-    from .train import NonFiniteLossError, resume, train
+    from .trainer.loop import resume, train
 
-    try:
-        if args.resume:
-            overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
-            overrides.update(data_root=args.data_root, progress=args.progress, download=args.download,
-                             verify=args.verify, sync_bn=args.sync_bn)
-            if args.out is not None and args.out != args.resume:
-                raise ValueError("--out must be left out (or equal --resume) when resuming")
-            summary = resume(args.resume, **overrides)
-        else:
-            if args.out is None or (args.data_root is None and args.dataset != "digits"):
-                raise ValueError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR); "
-                                 "only --dataset digits needs no data root")
-            summary = train(train_config_from_args(args))
-    except NonFiniteLossError as err:
-        print(f"superinfo train: {err}", file=sys.stderr)
-        return 1
-    except RuntimeError as err:
-        if type(err).__module__ != "superinfo.data":   # missing / corrupt data: a message, not a traceback
-            raise
-        print(f"superinfo train: error: {err}", file=sys.stderr)
-        return 2
+    if args.resume:
+        overrides = {dest: getattr(args, dest) for _, dest, _, _ in _TRAIN_OVERRIDES}
+        overrides.update(data_root=args.data_root, progress=args.progress, download=args.download,
+                         verify=args.verify, sync_bn=args.sync_bn)
+        if args.out is not None and args.out != args.resume:
+            raise ArgumentError("--out must be left out (or equal --resume) when resuming")
+        summary = resume(args.resume, **overrides)
+    else:
+        if args.out is None or (args.data_root is None and args.dataset != "digits"):
+            raise ArgumentError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR); "
+                                "only --dataset digits needs no data root")
+        summary = train(train_config_from_args(args))
     if quiet:        # ranks other than 0 under torchrun
         return 0
     row = summary.get("last_log") or {}
@@ -372,21 +358,15 @@ def _train_or_resume(args, quiet: bool) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from .evaluate import evaluate_run
+    from .trainer.evaluate import evaluate_run
 
     _set_threads(args.threads)
     kw = dict(batch_size=args.batch_size, k=args.k, temperature=args.temperature, linear_epochs=args.epochs,
               linear_lr=args.lr, linear_weight_decay=args.weight_decay)
     if args.num_workers is not None:
         kw["num_workers"] = args.num_workers
-    try:
-        r = evaluate_run(args.run, args.protocol, dataset=args.dataset, data_root=args.data_root,
-                         device=args.device, **kw)
-    except RuntimeError as err:
-        if type(err).__module__ != "superinfo.data":
-            raise
-        print(f"superinfo eval: error: {err}", file=sys.stderr)
-        return 2
+    r = evaluate_run(args.run, args.protocol, dataset=args.dataset, data_root=args.data_root, device=args.device,
+                     **kw)
     print(f"{r['protocol']} top-1: {100 * r['top1']:.2f}%  ({r['n_train']} train / {r['n_test']} test images; "
           f"checkpoint epoch {r['checkpoint_epoch']})")
     print(f"wrote {args.run}/eval.json")
@@ -406,7 +386,7 @@ def _add_export_parser(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_backbone
+    from .tools.export import export_backbone
 
     meta = export_backbone(args.run, args.out, args.format, include_probe=args.with_probe)
     stem = "CIFAR stem (3x3 conv1, no max-pool)" if meta["cifar_stem"] else "ImageNet stem"
@@ -417,7 +397,7 @@ def _cmd_export(args) -> int:
 
 
 def _add_transfer_parser(sub) -> None:
-    from .transfer import TRANSFER_DATASETS
+    from .tools.transfer import TRANSFER_DATASETS
 
     p = sub.add_parser("transfer", help="linear evaluation of a run's frozen backbone on transfer datasets; "
                                         "writes RUN_DIR/transfer.json")
@@ -440,19 +420,13 @@ def _add_transfer_parser(sub) -> None:
 
 
 def _cmd_transfer(args) -> int:
-    from .transfer import run_transfer
+    from .tools.transfer import run_transfer
 
     _set_threads(args.threads)
-    try:
-        r = run_transfer(args.run, args.datasets, args.data_root, download=args.download, verify=args.verify,
-                         device=args.device, linear_epochs=args.epochs, linear_lr=args.lr,
-                         linear_weight_decay=args.weight_decay, batch_size=args.batch_size,
-                         num_workers=args.num_workers, progress=args.progress)
-    except RuntimeError as err:
-        if type(err).__module__ != "superinfo.data":   # missing / corrupt data: a message, not a traceback
-            raise
-        print(f"superinfo transfer: error: {err}", file=sys.stderr)
-        return 2
+    r = run_transfer(args.run, args.datasets, args.data_root, download=args.download, verify=args.verify,
+                     device=args.device, linear_epochs=args.epochs, linear_lr=args.lr,
+                     linear_weight_decay=args.weight_decay, batch_size=args.batch_size, num_workers=args.num_workers,
+                     progress=args.progress)
     for name in args.datasets:
         entry = r["datasets"][name]
         print(f"{name:14s} linear top-1 {100 * entry['top1']:6.2f}%  ({entry['n_train']} train / "
@@ -515,9 +489,18 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(max(1, getattr(args, "threads", 1)))
+    from .data import DataError
+    from .trainer.loop import NonFiniteLossError
+
     try:
         return args.func(args)
-    except (ValueError, TypeError) as err:
+    except NonFiniteLossError as err:       # the run itself failed; its message names the last good checkpoint
+        print(f"superinfo {args.command}: {err}", file=sys.stderr)
+        return 1
+    except DataError as err:                # a missing or corrupt file: a message, not a traceback
+        print(f"superinfo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except UserError as err:                # a bad argument: a usage error, as argparse reports its own
         parser.exit(2, f"superinfo {args.command}: error: {err}\n")
 
 

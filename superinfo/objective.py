@@ -22,7 +22,6 @@ Functional core: ``cosine_similarity_scores``, ``ntxent_loss``, ``kl_conditional
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +33,7 @@ from mi_toolkit import kernels
 from mi_toolkit.bounds import club_upper_bound, gaussian_kl_diag, infonce_lower_bound
 from mi_toolkit.critics import gaussian_log_density_matrix, mlp
 from mi_toolkit.distributed import all_gather_with_grad, is_distributed, rank
+from mi_toolkit.validation import check_int, check_matrix, check_number, check_pair
 
 __all__ = [
     "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
@@ -47,44 +47,11 @@ NTXENT = "ntxent"
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Argument checks
+# Argument checks (mi_toolkit.validation's; the objective never scans values, so no device syncs)
 # ---------------------------------------------------------------------------------------------------------------
-def _check_batch(t, name: str, dim: int | None = None) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, d], got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {t.dtype}")
-    if t.dim() != 2:
-        raise ValueError(f"{name} must have shape [N, d], got shape {tuple(t.shape)}")
-    if dim is not None and t.shape[1] != dim:
-        raise ValueError(f"{name} must have {dim} features, got shape {tuple(t.shape)}")
-    return t
-
-
-def _check_pair(a, b, a_name: str, b_name: str, min_batch: int = 1):
-    _check_batch(a, a_name)
-    _check_batch(b, b_name)
-    if a.shape != b.shape:
-        raise ValueError(f"{a_name} and {b_name} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if a.shape[0] < min_batch:
-        raise ValueError(f"{a_name} needs a batch of at least {min_batch} rows (the other rows are the negatives), "
-                         f"got {a.shape[0]}")
-
-
-def _check_number(value, name: str, positive: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return float(value)
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
+def _check_pair(a, b, a_name: str, b_name: str, min_batch: int = 1) -> None:
+    """Two [N, d] floating tensors of one shape (dtypes may differ, e.g. a float32 logvar under autocast)."""
+    check_pair(a, b, (a_name, b_name), min_rows=min_batch, same_kind=False, finite=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -92,7 +59,7 @@ def _check_int(value, name: str, minimum: int) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 def cosine_similarity_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
     """S[i, j] = cos(z1_i, z2_j) / temperature: the critic of NT-Xent (SimCLR)."""
-    temperature = _check_number(temperature, "temperature", positive=True)
+    temperature = check_number(temperature, "temperature", positive=True)
     _check_pair(z1, z2, "z1", "z2")
     return F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature
 
@@ -110,7 +77,7 @@ def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT
     backend = kernels.fused_backend(backend, z1.shape[0])
     if backend is None:
         return -infonce_lower_bound(cosine_similarity_scores(z1, z2, temperature))
-    temperature = _check_number(temperature, "temperature", positive=True)
+    temperature = check_number(temperature, "temperature", positive=True)
     return kernels.infonce(z1, z2, temperature=temperature, shape="pairwise", symmetric=False, normalize=True,
                            backend=backend) - math.log(z1.shape[0])
 
@@ -126,7 +93,7 @@ def ntxent_loss_local(z1: torch.Tensor, z2: torch.Tensor, z1_all: torch.Tensor, 
     """
     _check_pair(z1, z2, "z1", "z2")
     _check_pair(z1_all, z2_all, "z1_all", "z2_all", min_batch=2)
-    temperature = _check_number(temperature, "temperature", positive=True)
+    temperature = check_number(temperature, "temperature", positive=True)
     backend = kernels.fused_backend(backend, z1_all.shape[0]) or "naive"
     return kernels.infonce_local(z1, z2, z1_all, z2_all, row_offset, temperature=temperature, shape="pairwise",
                                  symmetric=False, normalize=True, backend=backend,
@@ -192,23 +159,23 @@ class GaussianPosteriorHead(nn.Module):
     def __init__(self, in_dim: int, z_dim: int, hidden: int = 64, layers: int = 0, sigma: float | str = 1.0,
                  sigma_min: float = 0.05, sigma_max: float = 5.0):
         super().__init__()
-        self.in_dim = _check_int(in_dim, "in_dim", 1)
-        self.z_dim = _check_int(z_dim, "z_dim", 1)
-        _check_int(hidden, "hidden", 1)
-        self.layers = _check_int(layers, "layers", 0)
+        self.in_dim = check_int(in_dim, "in_dim", 1)
+        self.z_dim = check_int(z_dim, "z_dim", 1)
+        check_int(hidden, "hidden", 1)
+        self.layers = check_int(layers, "layers", 0)
         if isinstance(sigma, str):
             if sigma not in ("learned", "amortized"):
                 raise ValueError(f"sigma must be a number > 0, 'learned' or 'amortized', got {sigma!r}")
             self.sigma_mode = sigma
-            lo = _check_number(sigma_min, "sigma_min", positive=True)
-            hi = _check_number(sigma_max, "sigma_max", positive=True)
+            lo = check_number(sigma_min, "sigma_min", positive=True)
+            hi = check_number(sigma_max, "sigma_max", positive=True)
             if hi <= lo:
                 raise ValueError(f"sigma_max must be > sigma_min, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
             self.log_sigma_min, self.log_sigma_max = math.log(lo), math.log(hi)
             self.fixed_sigma = None
         else:
             self.sigma_mode = "fixed"
-            self.fixed_sigma = _check_number(sigma, "sigma", positive=True)
+            self.fixed_sigma = check_number(sigma, "sigma", positive=True)
         out = 2 * self.z_dim if self.sigma_mode == "amortized" else self.z_dim
         self.net = mlp(self.in_dim, hidden, self.layers, out)
         if self.sigma_mode == "learned":
@@ -220,7 +187,7 @@ class GaussianPosteriorHead(nn.Module):
         return 2.0 * log_sigma
 
     def forward(self, v: torch.Tensor) -> GaussianPosterior:
-        _check_batch(v, "v", self.in_dim)
+        check_matrix(v, "v", features=self.in_dim, finite=False)
         out = self.net(v)
         if self.sigma_mode == "amortized":
             mean, raw = out.chunk(2, dim=-1)
@@ -308,7 +275,7 @@ class SuperInfoLoss(nn.Module):
         kernels.fused_backend(backend, 0)   # validates the name
         self.backend = backend
         self.distributed = bool(distributed)
-        self.z_dim = _check_int(z_dim, "z_dim", 1)
+        self.z_dim = check_int(z_dim, "z_dim", 1)
         self.allow_negative_lambda = bool(allow_negative_lambda)
         self.lambda_a = self._check_lambda(lambda_a, "lambda_a")
         self.lambda_b = self.lambda_a if lambda_b is None else self._check_lambda(lambda_b, "lambda_b")
@@ -321,7 +288,7 @@ class SuperInfoLoss(nn.Module):
         if lower_bound == NTXENT:
             if estimator_kwargs:
                 raise TypeError(f"lower_bound 'ntxent' takes no estimator arguments, got {sorted(estimator_kwargs)}")
-            self.temperature = _check_number(DEFAULT_TEMPERATURE if temperature is None else temperature,
+            self.temperature = check_number(DEFAULT_TEMPERATURE if temperature is None else temperature,
                                              "temperature", positive=True)
             self.estimator = None
         else:
@@ -338,7 +305,7 @@ class SuperInfoLoss(nn.Module):
                                  f"I(z1;z2); valid: {', '.join([NTXENT] + valid)}")
 
     def _check_lambda(self, value, name):
-        value = _check_number(value, name)
+        value = check_number(value, name)
         if value < 0 and not self.allow_negative_lambda:
             raise ValueError(f"{name} = {value} is negative, which rewards superfluous information; pass "
                              "allow_negative_lambda=True (CLI: --allow-negative-lambda) if that is what you want")
@@ -363,7 +330,7 @@ class SuperInfoLoss(nn.Module):
             if not isinstance(post, GaussianPosterior):
                 raise TypeError(f"{name} must be a GaussianPosterior (the output of GaussianPosteriorHead), "
                                 f"got {type(post).__name__}")
-            _check_batch(post.mean, f"{name}.mean", self.z_dim)
+            check_matrix(post.mean, f"{name}.mean", features=self.z_dim, finite=False)
             _check_pair(post.mean, post.logvar, f"{name}.mean", f"{name}.logvar")
         _check_pair(posterior1.mean, posterior2.mean, "posterior1.mean", "posterior2.mean", min_batch=2)
         z1 = posterior1.rsample(generator) if z1 is None else z1

@@ -22,6 +22,7 @@ import torch
 
 from synthetic.multiview import LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
+from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from .objective import CONDITIONAL_BOUNDS, GaussianPosteriorHead, SuperInfoLoss
 
 __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
@@ -96,12 +97,12 @@ def _probe_accuracies(world, head1, n, steps, generator) -> dict:
 
 def _check_options(bound, world, steps, batch_size):
     if bound not in CONDITIONAL_BOUNDS:
-        raise ValueError(f"unknown bound {bound!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+        raise ArgumentError(f"unknown bound {bound!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
     if world not in WORLDS:
-        raise ValueError(f"unknown world {world!r}; valid: {', '.join(WORLDS)}")
+        raise ArgumentError(f"unknown world {world!r}; valid: {', '.join(WORLDS)}")
     for value, name, minimum in ((steps, "steps", 0), (batch_size, "batch_size", 2)):
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+            raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str = "kl", seed: int = 0,
@@ -117,11 +118,11 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
     """
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
-        raise TypeError(f"run_world got unknown options {unknown}; valid: {', '.join(sorted(DEFAULTS))}")
+        raise ArgumentTypeError(f"run_world got unknown options {unknown}; valid: {', '.join(sorted(DEFAULTS))}")
     cfg = {**DEFAULTS, **options}
     _check_options(bound, cfg["world"], cfg["steps"], cfg["batch_size"])
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+        raise ArgumentError(f"seed must be an integer >= 0, got {seed!r}")
     world_seed = seed if world_seed is None else world_seed
     started = time.perf_counter()
 
@@ -218,12 +219,12 @@ def run_sweep(lambdas, bounds=("kl", "club"), seeds=(0, 1, 2), out: str | Path |
     """``run_world`` for every (bound, lambda, seed); writes ``out/sweep.json`` and ``out/world_sweep.png``."""
     lambdas = [float(x) for x in lambdas]
     if not lambdas:
-        raise ValueError("lambdas must hold at least one value")
+        raise ArgumentError("lambdas must hold at least one value")
     if any(x < 0 for x in lambdas) and not options.get("allow_negative_lambda", False):
-        raise ValueError(f"lambdas hold a negative value {lambdas}; pass allow_negative_lambda=True if you mean it")
+        raise ArgumentError(f"lambdas hold a negative value {lambdas}; pass allow_negative_lambda=True if you mean it")
     for b in bounds:
         if b not in CONDITIONAL_BOUNDS:
-            raise ValueError(f"unknown bound {b!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+            raise ArgumentError(f"unknown bound {b!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
     records = []
     for bound in bounds:
         for lam in lambdas:

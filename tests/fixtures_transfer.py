@@ -194,7 +194,7 @@ def make_run(out, *, arch: str = "resnet18", width: int = 8, cifar_stem: bool = 
     """A real run folder (config.json, checkpoint.pt with the online probe) after ``steps`` training steps, so
     BatchNorm statistics and the probe are trained values.  Its config names the digits preset, whose input
     normalisation transfer and export read."""
-    from superinfo.train import TrainConfig, train
+    from superinfo.trainer import TrainConfig, train
 
     cfg = TrainConfig(dataset="digits", out=str(out), arch=arch, width=width, cifar_stem=cifar_stem,
                       image_size=image_size, epochs=1, batch_size=8, max_steps_per_epoch=steps, num_workers=0,

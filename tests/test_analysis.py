@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from superinfo.analysis import (CURVE_PANELS, plot_ablation, plot_final_terms, plot_training_curves,  # noqa: E402
+from superinfo.tools.analysis import (CURVE_PANELS, plot_ablation, plot_final_terms, plot_training_curves,  # noqa: E402
                                 read_log, read_run)
-from superinfo.sweep import summarize  # noqa: E402
-from superinfo.train import LOG_COLUMNS, preset_config  # noqa: E402
+from superinfo.tools.sweep import summarize  # noqa: E402
+from superinfo.trainer import LOG_COLUMNS, preset_config  # noqa: E402
 
 
 def write_run(run_dir, lambda_a=0.01, lambda_b=None, epochs=2, seed=0, steps_per_epoch=4, top1=None):

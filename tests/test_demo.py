@@ -4,8 +4,8 @@ import json
 import pytest
 
 from superinfo.cli import main
-from superinfo.demo import format_summary, run_demo
-from superinfo.train import preset_config
+from superinfo.tools.demo import format_summary, run_demo
+from superinfo.trainer import preset_config
 
 
 def test_demo_writes_both_methods_side_by_side(tmp_path):

@@ -17,9 +17,9 @@ from torch.utils.data import Dataset
 
 from fixtures_state import assert_same_state
 from mi_toolkit.distributed import all_gather_with_grad
-from superinfo.distributed import CrossRankBatchNorm, DistContext, convert_batchnorm
-from superinfo.train import (NonFiniteLossError, TrainConfig, _train_step, build_training,
-                             check_distributed_settings, forward_backward, load_checkpoint, train)
+from superinfo.trainer.distributed import CrossRankBatchNorm, DistContext, convert_batchnorm
+from superinfo.trainer.loop import (NonFiniteLossError, TrainConfig, _train_step, build_training,
+                                    check_distributed_settings, forward_backward, load_checkpoint, read_metrics, train)
 
 GLOBAL_BATCH = 12           # divisible by 2 and 3
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -177,7 +177,7 @@ def test_cross_rank_batchnorm_equals_batchnorm_on_the_global_batch(spawned, worl
 
 # ------------------------------------------------------------------------------- one step: W ranks == 1 process
 def _step_results(t, batch) -> dict:
-    terms, _, _ = forward_backward(t, batch)
+    terms = forward_backward(t, batch)[0]
     values = {k: float(getattr(terms, k).detach()) for k in ("total", "contrastive", "mi_lower", "superfluous_a",
                                                               "superfluous_b")}
     grads = {f"model.{k}": p.grad.clone() for k, p in t.model.named_parameters()}
@@ -234,7 +234,8 @@ FULL_STEP = dict(lambda_a=0.1, kernel_backend="chunked", optimizer="sgd", moment
 
 
 def _full_step(t, batch) -> dict:
-    metrics = _train_step(t, batch)
+    lr = t.optimizer.param_groups[0]["lr"]
+    metrics = dict(read_metrics(t, _train_step(t, batch), steps=1), lr=lr)
     return {"metrics": metrics, "model": {k: v.clone() for k, v in t.model.state_dict().items()},
             "probe": {k: v.clone() for k, v in t.probe.state_dict().items()}}
 
@@ -272,7 +273,7 @@ def _non_finite_part(rank, world, out):
         x1 = x1.clone()
         x1[0] = float("nan")
     try:
-        forward_backward(t, (x1, x2, y))
+        read_metrics(t, _train_step(t, (x1, x2, y)), steps=1)
         message = None
     except NonFiniteLossError as err:
         message = str(err)
@@ -297,7 +298,7 @@ def _training_part(rank, out):
     if rank == 0:
         torch.save({"epoch": first["epoch"]}, out / "after_first_call.pt")
     dist.barrier()
-    from superinfo.train import resume
+    from superinfo.trainer import resume
     resume(out / "resumed", pretrain_data=data, num_classes=3)
 
 
@@ -319,7 +320,7 @@ def test_two_process_training_resumes_bit_exactly(spawned):
 def test_a_sync_bn_run_continues_in_one_process(spawned, tmp_path):
     import shutil
 
-    from superinfo.train import resume
+    from superinfo.trainer import resume
     run = tmp_path / "run"
     shutil.copytree(spawned(2) / "straight", run)
     torch.set_num_threads(1)

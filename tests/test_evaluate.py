@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from superinfo.evaluate import evaluate_model, knn_top1, linear_top1, write_eval
+from superinfo.trainer.evaluate import evaluate_model, knn_top1, linear_top1, write_eval
 
 
 def blobs(n_per=40, classes=3, dim=6, spread=0.3, seed=0):

@@ -10,11 +10,11 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from fixtures_transfer import make_run
 from superinfo.cli import main
-from superinfo.evaluate import load_run
-from superinfo.export import (backbone_info, detection_backbone, detectron2_key, detectron2_state_dict,
+from superinfo.trainer.evaluate import load_run
+from superinfo.tools.export import (backbone_info, detection_backbone, detectron2_key, detectron2_state_dict,
                               export_backbone, load_detection_backbone, torchvision_key, torchvision_resnet,
                               torchvision_state_dict)
-from superinfo.models import build_backbone, build_model
+from superinfo.trainer.models import build_backbone, build_model
 
 
 @pytest.fixture(scope="module")

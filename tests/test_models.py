@@ -5,9 +5,9 @@ import pytest
 import torch
 import torchvision
 
-from superinfo.models import build_backbone, build_model
+from superinfo.trainer.models import build_backbone, build_model
 from superinfo.objective import GaussianPosterior
-from superinfo.optim import LARS, WarmupCosine, build_optimizer, param_groups
+from superinfo.trainer.optim import LARS, WarmupCosine, build_optimizer, param_groups
 
 
 @pytest.mark.parametrize("arch,width", [("tiny", 4), ("resnet18", 4)])

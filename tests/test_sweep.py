@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from superinfo.cli import main
-from superinfo.sweep import SweepSpec, collect, format_table, mean_std, run_point, run_sweep, summarize
+from superinfo.tools.sweep import SweepSpec, collect, format_table, mean_std, run_point, run_sweep, summarize
 
 # a tiny encoder and two steps per epoch: each run trains and evaluates in about a second
 TINY = dict(arch="tiny", width=4, image_size=8, batch_size=32, max_steps_per_epoch=2, log_every=1)

@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import Dataset
 
 from fixtures_state import assert_same_state
-import superinfo.train as train_mod
+import superinfo.data as train_mod  # load_datasets: what the trainer and eval read
 from superinfo.cli import build_parser, main, train_config_from_args
-from superinfo.train import (PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
+from superinfo.trainer import (PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
                              preset_config, resume, train)
 
 

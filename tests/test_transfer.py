@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import superinfo.transfer as transfer_mod
+import superinfo.tools.transfer as transfer_mod
 from fixtures_transfer import (write_all, write_cifar100, write_dtd, write_flowers102, write_gtsrb, make_run,
                                write_mnist)
 from superinfo.cli import main
 from superinfo.data import CorruptDataError, IntegrityError, MissingDataError, TransformedDataset, eval_transform, \
     preset_for
-from superinfo.transfer import TRANSFER_DATASETS, load_transfer_splits, run_transfer
+from superinfo.tools.transfer import TRANSFER_DATASETS, load_transfer_splits, run_transfer
 
 
 @pytest.fixture(scope="module")

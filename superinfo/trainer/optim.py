@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from mi_toolkit.errors import ArgumentError
 
 __all__ = ["LARS", "WarmupCosine", "build_optimizer", "param_groups"]
 
@@ -33,7 +34,7 @@ class LARS(torch.optim.Optimizer):
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 1e-3,
                  nesterov: bool = False):
         if lr < 0:
-            raise ValueError(f"lr must be >= 0, got {lr}")
+            raise ArgumentError(f"lr must be >= 0, got {lr}")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, nesterov=nesterov,
                         lars_exclude=False)
         super().__init__(params, defaults)
@@ -78,7 +79,7 @@ def build_optimizer(name: str, modules, lr: float, weight_decay: float, momentum
         return torch.optim.SGD(groups, lr=lr, momentum=momentum)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
-    raise ValueError(f"unknown optimizer {name!r}; valid: adam, adamw, sgd, lars")
+    raise ArgumentError(f"unknown optimizer {name!r}; valid: adam, adamw, sgd, lars")
 
 
 class WarmupCosine:
@@ -89,7 +90,7 @@ class WarmupCosine:
     def __init__(self, optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0,
                  final_factor: float = 0.0):
         if total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+            raise ArgumentError(f"total_steps must be >= 1, got {total_steps}")
         self.optimizer = optimizer
         self.total_steps, self.warmup_steps, self.final_factor = int(total_steps), int(warmup_steps), final_factor
         self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]

@@ -1,13 +1,13 @@
 """Transfer linear evaluation: a run's frozen backbone on the classification datasets of the InfoCL protocol.
 
-    from superinfo.transfer import run_transfer
+    from superinfo.tools.transfer import run_transfer
     result = run_transfer("RUN_DIR", ["dtd", "mnist", "cifar100"], "data/")     # writes RUN_DIR/transfer.json
     result["datasets"]["mnist"]["top1"]
 
 Each dataset is read by its torchvision class from ``data_root`` (``download=True`` fetches it when its files are
 missing), resized to the run's image size with the run's normalisation (``superinfo.data.eval_transform``:
 grayscale becomes 3 channels), encoded once by the frozen backbone, and classified by
-``superinfo.evaluate.evaluate_model``'s linear protocol (logistic regression on standardised features).
+``superinfo.trainer.evaluate.evaluate_model``'s linear protocol (logistic regression on standardised features).
 
     name          train         test    on disk under data_root (torchvision's layout)
     dtd           train1+val1   test1   dtd/dtd/images/<class>/*.jpg, dtd/dtd/labels/{train,val,test}1.txt
@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import pickle
 import time
 from pathlib import Path
 from typing import Sequence
@@ -46,11 +45,14 @@ import numpy as np
 from torch import nn
 from torch.utils.data import ConcatDataset
 from torchvision import datasets as tv_datasets
-from torchvision.datasets.utils import check_integrity
 
-from . import data
+from mi_toolkit.errors import ArgumentError, ArgumentTypeError
+from .. import data
 from mi_toolkit.atomic import write_json_atomically
-from .data import CorruptDataError, IntegrityError, MissingDataError
+from ..data import CorruptDataError, IntegrityError, MissingDataError
+from ..data.integrity import check_cifar_images, md5_matches, read_cifar_pickle
+from ..trainer.config import resolve_device
+from ..trainer.evaluate import evaluate_model, load_run
 
 __all__ = ["TRANSFER_DATASETS", "TRANSFER_FILE", "load_transfer_splits", "required_files", "run_transfer"]
 
@@ -90,7 +92,6 @@ ARCHIVE_MD5 = {
 }
 _NO_VERIFY = ("if these are files you made or converted yourself, skip the checksum check with verify=False "
               "(CLI: --no-verify); otherwise re-download with --download")
-_VERIFIED = set()       # (path, size, mtime) stamps whose md5 passed in this process: big archives hash once
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def _check_names(datasets) -> list:
     names = list(datasets)
     unknown = [n for n in names if n not in TRANSFER_DATASETS]
     if unknown or not names:
-        raise ValueError(f"datasets must be a non-empty list of {', '.join(TRANSFER_DATASETS)}; got "
+        raise ArgumentError(f"datasets must be a non-empty list of {', '.join(TRANSFER_DATASETS)}; got "
                          f"{unknown or names!r}")
     return list(dict.fromkeys(names))
 
@@ -134,7 +135,7 @@ def required_files(name: str, root) -> list:
     if name == "gtsrb":
         base = root / "gtsrb"
         return [base / "GTSRB" / "Training", base / "GTSRB" / "Final_Test" / "Images", base / "GT-final_test.csv"]
-    raise ValueError(f"unknown transfer dataset {name!r}; valid: {', '.join(TRANSFER_DATASETS)}")
+    raise ArgumentError(f"unknown transfer dataset {name!r}; valid: {', '.join(TRANSFER_DATASETS)}")
 
 
 def _require(name: str, root: Path) -> None:
@@ -152,14 +153,9 @@ def _verify_md5(name: str, root: Path) -> None:
         if not path.is_file():
             raise IntegrityError(f"{name}: cannot verify the data, {path} is missing (torchvision publishes md5s "
                                  f"only for the files it downloads, and keeps them next to the data); {_NO_VERIFY}")
-        stat = path.stat()
-        stamp = (str(path), stat.st_size, stat.st_mtime_ns, md5)
-        if stamp in _VERIFIED:
-            continue
-        if not check_integrity(str(path), md5):
+        if not md5_matches(path, md5):
             raise IntegrityError(f"{name}: {path} does not match the official md5 ({md5}): the file is corrupt or "
                                  f"not the official release; {_NO_VERIFY}")
-        _VERIFIED.add(stamp)
 
 
 def _integrity_note(name: str, verify: bool) -> str:
@@ -229,29 +225,19 @@ class _CIFAR100(tv_datasets.CIFAR100):
         return True
 
     def _load_meta(self) -> None:
-        path = Path(self.root, self.base_folder, self.meta["filename"])
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+        entry = read_cifar_pickle(Path(self.root, self.base_folder, self.meta["filename"]))
         self.classes = list(entry[self.meta["key"]])
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
 
 def _check_cifar100_file(path: Path, meta: bool) -> None:
-    try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-    except Exception as exc:        # any unpickling failure means the same thing: not a CIFAR-100 pickle
-        raise _corrupt("cifar100", path, f"not a readable pickle ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(entry, dict):
-        raise _corrupt("cifar100", path, f"should unpickle to a dict, got {type(entry).__name__}")
+    entry = read_cifar_pickle(path)
     if meta:
         names = entry.get("fine_label_names")
         if not isinstance(names, list) or len(names) != 100:
             raise _corrupt("cifar100", path, "'fine_label_names' must list the 100 class names")
         return
-    images, labels = entry.get("data"), entry.get("fine_labels")
-    if not isinstance(images, np.ndarray) or images.ndim != 2 or images.shape[1] != 3072 or images.dtype != np.uint8:
-        raise _corrupt("cifar100", path, f"'data' must be uint8 [n, 3072], got {getattr(images, 'shape', images)!r}")
+    images, labels = check_cifar_images(path, entry), entry.get("fine_labels")
     if labels is None:
         raise _corrupt("cifar100", path, f"has no 'fine_labels' (keys: {sorted(entry)}); is it a CIFAR-10 batch?")
     if len(labels) != len(images) or (len(labels) and not 0 <= min(labels) <= max(labels) < 100):
@@ -399,9 +385,9 @@ def load_transfer_splits(name: str, root, *, download: bool = False, verify: boo
     module docstring says.  ``download=True`` runs torchvision's download when the files are missing."""
     _check_names([name])
     if not isinstance(download, bool) or not isinstance(verify, bool):
-        raise TypeError(f"download and verify must be bools, got {download!r} and {verify!r}")
+        raise ArgumentTypeError(f"download and verify must be bools, got {download!r} and {verify!r}")
     if root is None or (isinstance(root, str) and not root.strip()):
-        raise ValueError(f"data_root (CLI: --data-root) is required for {name}; {_layout(name, Path('ROOT'))}")
+        raise ArgumentError(f"data_root (CLI: --data-root) is required for {name}; {_layout(name, Path('ROOT'))}")
     root = Path(root).expanduser()
     if download and not all(p.exists() for p in required_files(name, root)):
         root.mkdir(parents=True, exist_ok=True)
@@ -442,12 +428,10 @@ def run_transfer(run_dir, datasets: Sequence[str] | str = TRANSFER_DATASETS, dat
     each dataset (so finished ones survive a later failure) and returns its content."""
     from tqdm.auto import tqdm
 
-    from .evaluate import evaluate_model, load_run
-    from .train import resolve_device
 
     names = _check_names(datasets)
     if data_root is None or (isinstance(data_root, str) and not data_root.strip()):
-        raise ValueError("data_root (CLI: --data-root DIR) is required: the folder holding the transfer datasets")
+        raise ArgumentError("data_root (CLI: --data-root DIR) is required: the folder holding the transfer datasets")
     root = Path(data_root).expanduser()
     if not download:
         for name in names:      # fail before any feature extraction when a dataset is missing
@@ -455,7 +439,7 @@ def run_transfer(run_dir, datasets: Sequence[str] | str = TRANSFER_DATASETS, dat
     dev = resolve_device(device)
     cfg, model, epoch = load_run(run_dir, dev)
     if cfg.dataset not in data.PRESETS:
-        raise ValueError(f"the run's pre-training dataset {cfg.dataset!r} has no preset in superinfo.data, so its "
+        raise ArgumentError(f"the run's pre-training dataset {cfg.dataset!r} has no preset in superinfo.data, so its "
                          f"input normalisation is unknown; transfer needs one of {', '.join(data.PRESETS)}")
     preset = data.preset_for(cfg.dataset, cfg.image_size)
     transform = data.eval_transform(preset)

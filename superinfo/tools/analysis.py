@@ -1,11 +1,11 @@
 """Reading run folders and plotting what training did (the functions behind notebooks/training_analysis.ipynb).
 
-    from superinfo.analysis import read_run, plot_training_curves, plot_ablation
+    from superinfo.tools.analysis import read_run, plot_training_curves, plot_ablation
     run = read_run("runs/c10")            # {"config", "log" (column -> numpy array), "last_log", "eval", ...}
     plot_training_curves([run, "runs/c10-lambda0"], x="epoch", path="curves.png")
-    plot_ablation(superinfo.sweep.collect("sweep-dir"), x="lambda_a", path="ablation.png")
+    plot_ablation(superinfo.tools.sweep.collect("sweep-dir"), x="lambda_a", path="ablation.png")
 
-Only csv/json/numpy/matplotlib: a run folder is config.json, log.csv (``superinfo.train.LOG_COLUMNS``) and, once
+Only csv/json/numpy/matplotlib: a run folder is config.json, log.csv (``superinfo.trainer.LOG_COLUMNS``) and, once
 evaluated, eval.json.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from mi_toolkit.errors import ArgumentError
 
 __all__ = ["CURVE_PANELS", "FINAL_TERMS", "read_log", "read_run", "run_label", "plot_training_curves", "plot_ablation",
            "plot_final_terms"]
@@ -65,7 +66,7 @@ def read_run(run_dir) -> dict:
     run_dir = Path(run_dir)
     config_path = run_dir / "config.json"
     if not config_path.exists():
-        raise ValueError(f"{run_dir} is not a run folder: it has no config.json")
+        raise ArgumentError(f"{run_dir} is not a run folder: it has no config.json")
     config = json.loads(config_path.read_text())
     log = read_log(run_dir / "log.csv")
     last_log = {k: (None if math.isnan(v[-1]) else float(v[-1])) for k, v in log.items()}
@@ -88,7 +89,7 @@ def _x_values(log: dict, x: str) -> np.ndarray:
     if x == "epoch":   # fractional epochs: each epoch's last row is written at step epoch * steps_per_epoch
         steps_per_epoch = log["step"][log["epoch"] == log["epoch"].min()].max() / log["epoch"].min()
         return log["step"] / steps_per_epoch
-    raise ValueError(f"x must be 'step' or 'epoch', got {x!r}")
+    raise ArgumentError(f"x must be 'step' or 'epoch', got {x!r}")
 
 
 def _final_top1(run: dict) -> dict:
@@ -104,10 +105,10 @@ def plot_training_curves(runs, *, x: str = "step", labels=None, path=None, panel
 
     runs = [r if isinstance(r, dict) else read_run(r) for r in runs]
     if not runs:
-        raise ValueError("runs must hold at least one run")
+        raise ArgumentError("runs must hold at least one run")
     labels = [run_label(r) for r in runs] if labels is None else list(labels)
     if len(labels) != len(runs):
-        raise ValueError(f"labels has {len(labels)} entries for {len(runs)} runs")
+        raise ArgumentError(f"labels has {len(labels)} entries for {len(runs)} runs")
     cols = 3
     rows = math.ceil(len(panels) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False, layout="constrained")
@@ -143,16 +144,16 @@ def plot_training_curves(runs, *, x: str = "step", labels=None, path=None, panel
 
 
 def plot_ablation(table: dict, *, x: str = "lambda_a", protocols=("linear", "knn"), path=None, ax=None):
-    """Top-1 against ``x`` (``lambda_a`` or ``epochs``) from a sweep table (``superinfo.sweep.collect``): one line
+    """Top-1 against ``x`` (``lambda_a`` or ``epochs``) from a sweep table (``superinfo.tools.sweep.collect``): one line
     per protocol and per value of the other grid axes, mean ± std over seeds as error bars, each seed as a dot.
     Returns the figure (saved to ``path`` when given)."""
     import matplotlib.pyplot as plt
 
     if x not in ("lambda_a", "epochs"):
-        raise ValueError(f"x must be 'lambda_a' or 'epochs', got {x!r}")
+        raise ArgumentError(f"x must be 'lambda_a' or 'epochs', got {x!r}")
     summary, runs = table["summary"], table["runs"]
     if not summary:
-        raise ValueError("the table has no runs")
+        raise ArgumentError("the table has no runs")
     tied, group_keys, groups = _grid_groups(summary, x)
     if ax is None:
         fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
@@ -211,10 +212,10 @@ def plot_final_terms(table: dict, *, x: str = "lambda_a", terms=FINAL_TERMS, pat
     import matplotlib.pyplot as plt
 
     if x not in ("lambda_a", "epochs"):
-        raise ValueError(f"x must be 'lambda_a' or 'epochs', got {x!r}")
+        raise ArgumentError(f"x must be 'lambda_a' or 'epochs', got {x!r}")
     summary = table["summary"]
     if not summary:
-        raise ValueError("the table has no runs")
+        raise ArgumentError("the table has no runs")
     tied, keys, groups = _grid_groups(summary, x)
     fig, axes = plt.subplots(1, len(terms), figsize=(5 * len(terms), 3.6), squeeze=False, layout="constrained")
     for ax, (term, title) in zip(axes[0], terms):

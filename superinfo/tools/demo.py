@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from .sweep import mean_std, run_point, run_record
-from .train import preset_config
+from ..trainer.config import preset_config
 
 METHODS = ("simclr", "superinfo")
 

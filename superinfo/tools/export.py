@@ -1,6 +1,6 @@
 """Export a trained backbone for downstream use: a plain torchvision ResNet state dict, or detectron2's layout.
 
-    from superinfo.export import export_backbone, torchvision_resnet, detection_backbone
+    from superinfo.tools.export import export_backbone, torchvision_resnet, detection_backbone
     meta = export_backbone("RUN_DIR", "r50.pt")                    # r50.pt + r50.pt.json (how to load it)
     net = torchvision_resnet("resnet50")                           # fc = Identity, ready for the export
     net.load_state_dict(torch.load("r50.pt", weights_only=True))   # strict: no missing or unexpected keys
@@ -53,7 +53,10 @@ from torchvision.models import resnet as tv_resnet
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from mi_toolkit.atomic import write_atomically, write_json_atomically
-from .evaluate import model_from_checkpoint
+from mi_toolkit.errors import ArgumentError
+from .. import data
+from ..trainer.evaluate import model_from_checkpoint
+from ..trainer.run import CHECKPOINT, load_checkpoint
 
 __all__ = ["EXPORT_ARCHS", "FORMATS", "backbone_info", "detection_backbone", "detectron2_key",
            "detectron2_state_dict", "export_backbone", "load_detection_backbone", "torchvision_key",
@@ -76,19 +79,19 @@ def _backbone_of(model: nn.Module) -> nn.Module:
 
 
 def backbone_info(model: nn.Module) -> dict:
-    """``{"arch", "width", "cifar_stem", "feature_dim"}`` of a ``superinfo.models.ResNet`` (or a SuperInfoModel).
+    """``{"arch", "width", "cifar_stem", "feature_dim"}`` of a ``superinfo.trainer.models.ResNet`` (or a SuperInfoModel).
     Raises ValueError for backbones no ResNet layout describes (``tiny``)."""
     backbone = _backbone_of(model)
     stages = [getattr(backbone, f"layer{i}", None) for i in range(1, 5)]
     conv1 = getattr(backbone, "conv1", None)
     if not isinstance(conv1, nn.Conv2d) or not all(isinstance(s, nn.Sequential) and len(s) for s in stages):
-        raise ValueError(f"model must be a ResNet backbone (arch resnet18 or resnet50), got "
+        raise ArgumentError(f"model must be a ResNet backbone (arch resnet18 or resnet50), got "
                          f"{type(backbone).__name__}; the 'tiny' test arch has no torchvision counterpart")
     block = type(stages[0][0])
     counts = tuple(len(s) for s in stages)
     arch = next((name for name, (b, n) in EXPORT_ARCHS.items() if b is block and n == counts), None)
     if arch is None:
-        raise ValueError(f"unsupported ResNet: {block.__name__} blocks {counts}; exportable: "
+        raise ArgumentError(f"unsupported ResNet: {block.__name__} blocks {counts}; exportable: "
                          + ", ".join(f"{n} ({b.__name__} {c})" for n, (b, c) in EXPORT_ARCHS.items()))
     cifar_stem = conv1.kernel_size == (3, 3) and conv1.stride == (1, 1)
     return {"arch": arch, "width": int(conv1.out_channels), "cifar_stem": bool(cifar_stem),
@@ -97,7 +100,7 @@ def backbone_info(model: nn.Module) -> dict:
 
 def _check_exportable(info: dict) -> None:
     if info["width"] != EXPORT_WIDTH:
-        raise ValueError(f"width must be {EXPORT_WIDTH} to export (torchvision and detectron2 fix the ResNet stage "
+        raise ArgumentError(f"width must be {EXPORT_WIDTH} to export (torchvision and detectron2 fix the ResNet stage "
                          f"widths at 64..512), this backbone has width {info['width']}")
 
 
@@ -111,7 +114,7 @@ def torchvision_resnet(arch: str, *, cifar_stem: bool = False, num_classes: int 
     ``nn.Identity()`` unless ``num_classes`` is given (an export with ``include_probe``); ``cifar_stem`` replaces
     ``conv1`` by a 3x3 stride-1 convolution and ``maxpool`` by ``nn.Identity()``."""
     if arch not in EXPORT_ARCHS:
-        raise ValueError(f"arch must be one of {', '.join(EXPORT_ARCHS)}, got {arch!r}")
+        raise ArgumentError(f"arch must be one of {', '.join(EXPORT_ARCHS)}, got {arch!r}")
     kw = {} if norm_layer is None else {"norm_layer": norm_layer}
     net = getattr(tv_resnet, arch)(weights=None, num_classes=num_classes or 1000, **kw)
     if num_classes is None:
@@ -132,14 +135,14 @@ def torchvision_state_dict(model: nn.Module, *, probe: dict | None = None) -> "O
     with torch.device("meta"):      # torchvision's own key list, without allocating or initialising weights
         expected = set(torchvision_resnet(info["arch"]).state_dict())
     if set(state) != expected:
-        raise ValueError(f"backbone keys differ from torchvision's {info['arch']}: missing "
+        raise ArgumentError(f"backbone keys differ from torchvision's {info['arch']}: missing "
                          f"{sorted(expected - set(state))[:5]}, unexpected {sorted(set(state) - expected)[:5]}")
     if probe is not None:
         weight, bias = probe.get("weight"), probe.get("bias")
         if weight is None or bias is None or weight.ndim != 2 or weight.shape[1] != info["feature_dim"] \
                 or bias.shape != weight.shape[:1]:
             shapes = {k: tuple(v.shape) for k, v in probe.items()}
-            raise ValueError(f"probe must be a linear layer from {info['feature_dim']} features (weight [C, "
+            raise ArgumentError(f"probe must be a linear layer from {info['feature_dim']} features (weight [C, "
                              f"{info['feature_dim']}], bias [C]), got {shapes}")
         state["fc.weight"], state["fc.bias"] = weight.detach().cpu().clone(), bias.detach().cpu().clone()
     return state
@@ -178,7 +181,7 @@ def detectron2_key(key: str) -> str:
             return f"{prefix}.shortcut.weight"
         if ds == "1" and ds_field in _BN_FIELDS:
             return f"{prefix}.shortcut.norm.{ds_field}"
-    raise ValueError(f"key {key!r} has no detectron2 counterpart (only ResNet backbone keys map; fc.* and "
+    raise ArgumentError(f"key {key!r} has no detectron2 counterpart (only ResNet backbone keys map; fc.* and "
                      f"num_batches_tracked are dropped by detectron2_state_dict)")
 
 
@@ -203,7 +206,7 @@ def torchvision_key(key: str) -> str:
             return f"{prefix}.downsample.0.weight"
         if short_norm in _BN_FIELDS:
             return f"{prefix}.downsample.1.{short_norm}"
-    raise ValueError(f"key {key!r} is not a detectron2 ResNet backbone key (stem.conv1.*, res2..res5.*)")
+    raise ArgumentError(f"key {key!r} is not a detectron2 ResNet backbone key (stem.conv1.*, res2..res5.*)")
 
 
 def detectron2_state_dict(state: dict) -> "OrderedDict[str, object]":
@@ -211,9 +214,9 @@ def detectron2_state_dict(state: dict) -> "OrderedDict[str, object]":
     convert-torchvision-to-d2.py writes).  Drops ``fc.*`` and ``num_batches_tracked``; refuses a CIFAR stem."""
     conv1 = state.get("conv1.weight")
     if conv1 is None:
-        raise ValueError("state must be a torchvision ResNet state dict (it has no 'conv1.weight')")
+        raise ArgumentError("state must be a torchvision ResNet state dict (it has no 'conv1.weight')")
     if tuple(conv1.shape[-2:]) != (7, 7):
-        raise ValueError(f"detectron2's ResNet stem is a 7x7 stride-2 convolution with max-pool; this backbone has a "
+        raise ArgumentError(f"detectron2's ResNet stem is a 7x7 stride-2 convolution with max-pool; this backbone has a "
                          f"{tuple(conv1.shape[-2:])} conv1 (the CIFAR stem), which detectron2 would skip and leave "
                          f"random. Export it with format='torchvision' instead, or train with --cifar-stem false")
     out = OrderedDict()
@@ -249,7 +252,7 @@ def _detection_body(model: nn.Module) -> nn.Module:
             module = getattr(module, name, None)
         if module is not None and hasattr(module, "layer4") and hasattr(module, "conv1"):
             return module
-    raise ValueError(f"model must be a torchvision ResNet-FPN detector (FasterRCNN, MaskRCNN), a BackboneWithFPN "
+    raise ArgumentError(f"model must be a torchvision ResNet-FPN detector (FasterRCNN, MaskRCNN), a BackboneWithFPN "
                      f"or its body, got {type(model).__name__}")
 
 
@@ -260,9 +263,9 @@ def load_detection_backbone(model: nn.Module, state: dict):
     body = _detection_body(model)
     conv1 = state.get("conv1.weight")
     if conv1 is None:
-        raise ValueError("state must be a torchvision ResNet state dict (it has no 'conv1.weight')")
+        raise ArgumentError("state must be a torchvision ResNet state dict (it has no 'conv1.weight')")
     if tuple(conv1.shape) != tuple(body.conv1.weight.shape):
-        raise ValueError(f"the detector's stem conv1 is {tuple(body.conv1.weight.shape)}, the export's "
+        raise ArgumentError(f"the detector's stem conv1 is {tuple(body.conv1.weight.shape)}, the export's "
                          f"{tuple(conv1.shape)}: torchvision detectors use the ImageNet stem (7x7, width 64), so a "
                          f"CIFAR-stem backbone cannot be used there")
     trunk = OrderedDict((k, v) for k, v in state.items() if not k.startswith("fc."))
@@ -291,23 +294,19 @@ def detection_backbone(state: dict, *, trainable_layers: int = 3, arch: str | No
 # ---------------------------------------------------------------------------------------------------------------
 
 def _read_checkpoint(source) -> tuple[Path, dict]:
-    from .train import CHECKPOINT, load_checkpoint
-
     path = Path(source)
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
-        raise ValueError(f"source must be a run folder holding {CHECKPOINT} or a checkpoint file; {path} does "
+        raise ArgumentError(f"source must be a run folder holding {CHECKPOINT} or a checkpoint file; {path} does "
                          f"not exist")
     state = load_checkpoint(path, map_location="cpu")
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"{path} is not a superinfo checkpoint (it needs 'model' and 'config' entries)")
+        raise ArgumentError(f"{path} is not a superinfo checkpoint (it needs 'model' and 'config' entries)")
     return path, state
 
 
 def _normalisation(cfg) -> tuple[list, list]:
-    from . import data
-
     if cfg.dataset in data.PRESETS:
         preset = data.preset_for(cfg.dataset, cfg.image_size)
         return list(preset.mean), list(preset.std)
@@ -318,15 +317,15 @@ def export_backbone(source, out, format: str = "torchvision", *, include_probe: 
     """Export the backbone of a run (folder or checkpoint file) to ``out`` in ``format`` (``FORMATS``); writes
     ``out`` and ``out.json`` (the metadata, also returned)."""
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        raise ArgumentError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if include_probe and format != "torchvision":
-        raise ValueError("include_probe works with format='torchvision' only (detectron2 backbones have no fc)")
+        raise ArgumentError("include_probe works with format='torchvision' only (detectron2 backbones have no fc)")
     path, checkpoint = _read_checkpoint(source)
     cfg, model = model_from_checkpoint(checkpoint)
     info = backbone_info(model)
     probe = checkpoint.get("probe") if include_probe else None
     if include_probe and probe is None:
-        raise ValueError(f"{path} has no online linear probe (the run was trained with --no-probe); export "
+        raise ArgumentError(f"{path} has no online linear probe (the run was trained with --no-probe); export "
                          f"without include_probe (--with-probe)")
     state = torchvision_state_dict(model, probe=probe)
     mean, std = _normalisation(cfg)
@@ -339,14 +338,14 @@ def export_backbone(source, out, format: str = "torchvision", *, include_probe: 
         classes = None if probe is None else int(state["fc.weight"].shape[0])
         meta["fc"] = ("none: build the model with fc = nn.Identity() (torchvision_resnet does)" if probe is None
                       else f"the run's online linear probe ({classes} classes): resnet(num_classes={classes})")
-        meta["load"] = (f"net = superinfo.export.torchvision_resnet({info['arch']!r}, cifar_stem="
+        meta["load"] = (f"net = superinfo.tools.export.torchvision_resnet({info['arch']!r}, cifar_stem="
                         f"{info['cifar_stem']}, num_classes={classes}); net.load_state_dict(torch.load(path, "
                         f"weights_only=True))")
         if info["cifar_stem"]:
             meta["torchvision_patches"] = ["conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)", "maxpool = nn.Identity()"]
             meta["detection"] = "not usable: torchvision and detectron2 detectors need the 7x7 ImageNet stem"
         else:
-            meta["detection"] = {"torchvision": "superinfo.export.detection_backbone(state) -> BackboneWithFPN; "
+            meta["detection"] = {"torchvision": "superinfo.tools.export.detection_backbone(state) -> BackboneWithFPN; "
                                                 "FasterRCNN(backbone, num_classes, image_mean=mean, image_std=std)",
                                  "image_mean": mean, "image_std": std}
         write_atomically(out, lambda f: torch.save(state, f))

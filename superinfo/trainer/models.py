@@ -11,7 +11,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from .objective import GaussianPosterior, GaussianPosteriorHead
+from mi_toolkit.errors import ArgumentError
+from ..objective import GaussianPosterior, GaussianPosteriorHead
 
 __all__ = ["ARCHS", "ResNet", "SuperInfoModel", "TinyConvNet", "build_backbone", "build_model"]
 
@@ -28,7 +29,7 @@ class ResNet(nn.Module):
     def __init__(self, block, layers, width: int = 64, cifar_stem: bool = False, zero_init_residual: bool = False):
         super().__init__()
         if width < 1:
-            raise ValueError(f"width must be >= 1, got {width}")
+            raise ArgumentError(f"width must be >= 1, got {width}")
         self.inplanes = width
         if cifar_stem:
             self.conv1 = nn.Conv2d(3, width, 3, 1, 1, bias=False)
@@ -97,7 +98,7 @@ def build_backbone(arch: str, *, width: int | None = None, cifar_stem: bool = Tr
         return ResNet(BasicBlock, [2, 2, 2, 2], 64 if width is None else width, cifar_stem)
     if arch == "resnet50":
         return ResNet(Bottleneck, [3, 4, 6, 3], 64 if width is None else width, cifar_stem)
-    raise ValueError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
+    raise ArgumentError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
 
 
 class SuperInfoModel(nn.Module):

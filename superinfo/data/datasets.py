@@ -1,4 +1,4 @@
-"""Datasets and the two-view augmentation of the SuperInfo trainer (paper protocol, DESIGN.md section 4).
+"""Datasets in their official on-disk formats (paper protocol, DESIGN.md section 4).
 
     from superinfo.data import PRESETS, preset_for, pretrain_dataset, eval_datasets, num_classes
     preset = preset_for("stl10")                                      # 96 px, blur on
@@ -27,10 +27,8 @@ checksums; an unreadable image raises CorruptDataError naming the file when it i
 from __future__ import annotations
 
 import hashlib
-import math
 import os
-import pickle
-from dataclasses import dataclass, replace
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -39,8 +37,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
-from torchvision import transforms as T
 from torchvision.datasets.utils import check_integrity
+
+from mi_toolkit.errors import ArgumentError, ArgumentTypeError
+from .augment import DataPreset, check_preset, eval_transform, to_rgb, two_view_transform
+from .integrity import (CorruptDataError, DataError, IntegrityError, MissingDataError, check_cifar_batch, read_cifar_pickle,
+                        verified_once)
 
 DATASETS = ("cifar10", "stl10", "imagenet", "imagefolder", "digits")
 SPLITS = {
@@ -54,176 +56,9 @@ PRETRAIN_SPLIT = {"cifar10": "train", "stl10": "unlabeled", "imagenet": "train",
                   "digits": "train"}
 EVAL_SPLITS = {"cifar10": ("train", "test"), "stl10": ("train", "test"), "imagenet": ("train", "val"),
                "imagefolder": ("train", "test"), "digits": ("train", "test")}
-BLUR_MIN_SIZE = 96          # the paper protocol blurs only large images (STL-10, ImageNet), not 32 px CIFAR
 HOLDOUT_FRACTION = 0.2      # test share when a folder (or digits) has no split of its own
 HOLDOUT_SEED = 0
 UNLABELED = -1
-
-
-class DataError(RuntimeError):
-    """A dataset on disk is missing, corrupt or fails its integrity check; the message says what to do."""
-
-
-class MissingDataError(DataError):
-    """The data folder or one of its files does not exist."""
-
-
-class CorruptDataError(DataError):
-    """A file exists but cannot be read, or images and labels disagree."""
-
-
-class IntegrityError(CorruptDataError):
-    """A file does not match the official checksum (verify=True)."""
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Presets and transforms
-# ---------------------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class DataPreset:
-    """Image size, normalisation and augmentation strength of one dataset (SimCLR's recipe, paper protocol).
-
-    jitter_strength is SimCLR's s: ColorJitter(0.8s, 0.8s, 0.8s, 0.2s) applied with probability jitter_prob.
-    eval_resize: the shorter side before the eval center crop (None: image_size; ImageNet: 256 for 224).
-    """
-    image_size: int
-    mean: tuple
-    std: tuple
-    crop_scale: tuple = (0.08, 1.0)
-    blur: bool = False
-    jitter_strength: float = 0.5
-    eval_resize: Optional[int] = None
-    flip_prob: float = 0.5
-    jitter_prob: float = 0.8
-    grayscale_prob: float = 0.2
-    blur_prob: float = 0.5
-
-    def __post_init__(self):
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 1:
-            raise ValueError(f"image_size must be a positive int, got {self.image_size!r}")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            if len(value) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
-                raise ValueError(f"{name} must be 3 finite numbers (one per RGB channel), got {value!r}")
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be > 0 in every channel, got {self.std!r}")
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f"crop_scale must be (lo, hi) with 0 < lo <= hi <= 1, got {self.crop_scale!r}")
-        if not self.jitter_strength >= 0:
-            raise ValueError(f"jitter_strength must be >= 0, got {self.jitter_strength!r}")
-        if self.eval_resize is not None and self.eval_resize < self.image_size:
-            raise ValueError(f"eval_resize must be >= image_size ({self.image_size}), got {self.eval_resize!r}")
-        for name in ("flip_prob", "jitter_prob", "grayscale_prob", "blur_prob"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)!r}")
-
-
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-PRESETS = {
-    "cifar10": DataPreset(32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), blur=False, jitter_strength=0.5),
-    "stl10": DataPreset(96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), blur=True, jitter_strength=1.0),
-    "imagenet": DataPreset(224, _IMAGENET_MEAN, _IMAGENET_STD, blur=True, jitter_strength=1.0, eval_resize=256),
-    # Any ImageFolder: ImageNet statistics at ImageNet size; preset_for(..., image_size=32) for small images.
-    "imagefolder": DataPreset(224, _IMAGENET_MEAN, _IMAGENET_STD, blur=True, jitter_strength=1.0, eval_resize=256),
-    # Digits are gray strokes on black: their own statistics (32 px, bilinear upsampling), CIFAR-strength jitter.
-    # digits are not mirror-symmetric and an 8x8 glyph survives only mild crops
-    "digits": DataPreset(32, (0.3047,) * 3, (0.3235,) * 3, crop_scale=(0.4, 1.0), blur=False, jitter_strength=0.5,
-                         flip_prob=0.0),
-}
-
-
-def preset_for(name: str, image_size: Optional[int] = None) -> DataPreset:
-    """PRESETS[name], resized to image_size if given: blur follows the size (on from 96 px, as in the paper
-    protocol); from 96 px the eval resize keeps the preset's resize/crop ratio (ImageNet's 256/224), below it
-    images are resized whole."""
-    _check_name(name)
-    preset = PRESETS[name]
-    if image_size is None or image_size == preset.image_size:
-        return preset
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-    eval_resize = None
-    if preset.eval_resize is not None and image_size >= BLUR_MIN_SIZE:      # small images: resize, no crop
-        eval_resize = max(image_size, round(image_size * preset.eval_resize / preset.image_size))
-    return replace(preset, image_size=image_size, blur=image_size >= BLUR_MIN_SIZE, eval_resize=eval_resize)
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Grayscale, palette, RGBA and 16-bit images become 8-bit RGB (models always see 3 channels)."""
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"image must be a PIL.Image, got {type(image).__name__}")
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        # PIL's convert clips 16-bit values to 255; rescale to the 8-bit range instead.
-        array = np.asarray(image, dtype=np.float64)
-        peak = float(array.max()) if array.size else 0.0
-        if peak > 255:
-            array = array * (255.0 / peak)
-        image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8))
-    return image.convert("RGB")
-
-
-def _check_preset(preset) -> DataPreset:
-    if not isinstance(preset, DataPreset):
-        raise TypeError(f"preset must be a DataPreset (see PRESETS / preset_for), got {type(preset).__name__}")
-    return preset
-
-
-def _blur_kernel(image_size: int) -> int:
-    # SimCLR: kernel 10% of the image side, odd.
-    return max(3, int(0.1 * image_size) // 2 * 2 + 1)
-
-
-def augmentation(preset: DataPreset) -> T.Compose:
-    """One SimCLR view: random resized crop, flip, colour jitter, grayscale (and blur when preset.blur)."""
-    preset = _check_preset(preset)
-    s = preset.jitter_strength
-    steps = [
-        T.Lambda(to_rgb),
-        T.RandomResizedCrop(preset.image_size, scale=tuple(preset.crop_scale)),
-        T.RandomHorizontalFlip(p=preset.flip_prob),
-        T.RandomApply([T.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)], p=preset.jitter_prob),
-        T.RandomGrayscale(p=preset.grayscale_prob),
-    ]
-    if preset.blur:
-        steps.append(T.RandomApply([T.GaussianBlur(_blur_kernel(preset.image_size), sigma=(0.1, 2.0))],
-                                   p=preset.blur_prob))
-    steps += [T.ToTensor(), T.Normalize(preset.mean, preset.std)]
-    return T.Compose(steps)
-
-
-class TwoViewTransform:
-    """image -> (view1, view2): the same random augmentation drawn twice, each a normalised float [3, H, W]."""
-
-    def __init__(self, preset: DataPreset):
-        self.preset = _check_preset(preset)
-        self.augment = augmentation(preset)
-
-    def __call__(self, image):
-        return self.augment(image), self.augment(image)
-
-    def __repr__(self):
-        return f"TwoViewTransform({self.augment!r})"
-
-
-def two_view_transform(preset: DataPreset) -> Callable:
-    """The paper protocol's pair of views of one image; see ``augmentation`` for the steps."""
-    return TwoViewTransform(preset)
-
-
-def eval_transform(preset: DataPreset) -> T.Compose:
-    """Deterministic: RGB, resize the shorter side to eval_resize, center crop image_size, normalise."""
-    preset = _check_preset(preset)
-    return T.Compose([
-        T.Lambda(to_rgb),
-        T.Resize(preset.eval_resize or preset.image_size),
-        T.CenterCrop(preset.image_size),
-        T.ToTensor(),
-        T.Normalize(preset.mean, preset.std),
-    ])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,7 +70,7 @@ def _classes_of(dataset) -> list:
         dataset = dataset.base
     classes = getattr(dataset, "classes", None)
     if classes is None:
-        raise TypeError(f"dataset must come from build_dataset (it needs a .classes list), got {type(dataset).__name__}")
+        raise ArgumentTypeError(f"dataset must come from build_dataset (it needs a .classes list), got {type(dataset).__name__}")
     return list(classes)
 
 
@@ -251,7 +86,7 @@ class TransformedDataset(Dataset):
 
     def __init__(self, base: Dataset, transform: Callable):
         if not callable(transform):
-            raise TypeError(f"transform must be callable{self._transform_example}, got {type(transform).__name__}")
+            raise ArgumentTypeError(f"transform must be callable{self._transform_example}, got {type(transform).__name__}")
         self.base, self.transform = base, transform
 
     @property
@@ -279,7 +114,7 @@ class TwoViews(TransformedDataset):
     def __init__(self, base: Dataset, transform: Callable, seed: Optional[int] = None):
         super().__init__(base, transform)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+            raise ArgumentTypeError(f"seed must be an int or None, got {type(seed).__name__}")
         self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -321,7 +156,7 @@ def holdout_indices(labels: Sequence[int], split: str, fraction: float = HOLDOUT
                     seed: int = HOLDOUT_SEED) -> list:
     """Deterministic stratified split: about `fraction` of each class goes to "test" (none of a 1-image class)."""
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ArgumentError(f"split must be 'train' or 'test', got {split!r}")
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     chosen = []
@@ -353,21 +188,21 @@ _NO_VERIFY_HINT = ("if you made or converted these files yourself, skip the chec
 
 def _check_name(name) -> str:
     if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+        raise ArgumentError(f"dataset must be one of {DATASETS}, got {name!r}")
     return name
 
 
 def _check_split(name: str, split) -> str:
     if split not in SPLITS[name]:
-        raise ValueError(f"split for {name} must be one of {SPLITS[name]}, got {split!r}")
+        raise ArgumentError(f"split for {name} must be one of {SPLITS[name]}, got {split!r}")
     return split
 
 
 def _check_root(name: str, root) -> Path:
     if root is None or (isinstance(root, str) and not root.strip()):
-        raise ValueError(f"root (CLI: --data-root) is required for dataset {name!r}; {_HOW_TO_GET[name]}")
+        raise ArgumentError(f"root (CLI: --data-root) is required for dataset {name!r}; {_HOW_TO_GET[name]}")
     if not isinstance(root, (str, os.PathLike)):
-        raise TypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}")
+        raise ArgumentTypeError(f"root must be a path (str or os.PathLike), got {type(root).__name__}")
     return Path(root).expanduser()
 
 
@@ -382,12 +217,12 @@ def build_dataset(name: str, root, split: str, *, download: bool = False, verify
     _check_name(name)
     _check_split(name, split)
     if not isinstance(download, bool) or not isinstance(verify, bool):
-        raise TypeError(f"download and verify must be bools, got {download!r} and {verify!r}")
+        raise ArgumentTypeError(f"download and verify must be bools, got {download!r} and {verify!r}")
     if name == "digits":
         return _digits(split, 32 if image_size is None else image_size)
     root = _check_root(name, root)
     if download and name in ("imagenet", "imagefolder"):
-        raise ValueError(f"{name} cannot be downloaded (download=True / --download); {_HOW_TO_GET[name]}")
+        raise ArgumentError(f"{name} cannot be downloaded (download=True / --download); {_HOW_TO_GET[name]}")
     if name == "cifar10":
         return _cifar10(root, split, download, verify)
     if name == "stl10":
@@ -401,7 +236,7 @@ def pretrain_dataset(name: str, root, preset: DataPreset, *, split: Optional[str
                      verify: bool = True, seed: Optional[int] = None) -> TwoViews:
     """The pre-training set as (view1, view2, label): PRETRAIN_SPLIT[name] unless split is given (STL-10:
     'unlabeled' by default, or 'train+unlabeled')."""
-    preset = _check_preset(preset)
+    preset = check_preset(preset)
     _check_name(name)
     base = build_dataset(name, root, split or PRETRAIN_SPLIT[name], download=download, verify=verify,
                          image_size=preset.image_size)
@@ -410,10 +245,10 @@ def pretrain_dataset(name: str, root, preset: DataPreset, *, split: Optional[str
 
 def eval_datasets(name: str, root, preset: DataPreset, *, download: bool = False, verify: bool = True):
     """(train, test) for linear evaluation, each giving (eval_transform(image), label); same classes in both."""
-    preset = _check_preset(preset)
+    preset = check_preset(preset)
     _check_name(name)
     transform = eval_transform(preset)
-    train_split, test_split = EVAL_SPLITS[name]
+    train_split, test_split = eval_splits(name, root)
     train = build_dataset(name, root, train_split, download=download, verify=verify, image_size=preset.image_size)
     test = build_dataset(name, root, test_split, download=download, verify=verify, image_size=preset.image_size)
     if _classes_of(train) != _classes_of(test):
@@ -424,32 +259,6 @@ def eval_datasets(name: str, root, preset: DataPreset, *, download: bool = False
 
 
 # --- CIFAR-10 ---------------------------------------------------------------------------------------------------
-
-def _read_pickle(path: Path) -> dict:
-    try:
-        with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
-        raise CorruptDataError(f"{path} is not a readable CIFAR pickle ({type(exc).__name__}: {exc}); "
-                               f"re-download it with --download") from exc
-    if not isinstance(entry, dict):
-        raise CorruptDataError(f"{path} should unpickle to a dict, got {type(entry).__name__}")
-    return entry
-
-
-def _check_cifar_batch(path: Path) -> None:
-    """A batch file unpickles to {'data': uint8 [n, 3072], 'labels': n ints in 0..9}."""
-    entry = _read_pickle(path)
-    data, labels = entry.get("data"), entry.get("labels")
-    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or data.dtype != np.uint8:
-        what = f"{type(data).__name__} {getattr(data, 'shape', '')} {getattr(data, 'dtype', '')}".strip()
-        raise CorruptDataError(f"{path}: 'data' must be a uint8 array of shape [n, 3072], got {what}")
-    if labels is None or len(labels) != data.shape[0]:
-        raise CorruptDataError(f"{path}: 'labels' must list one label per image ({data.shape[0]}), "
-                               f"got {None if labels is None else len(labels)}")
-    if len(labels) and not all(0 <= int(v) < 10 for v in labels):
-        raise CorruptDataError(f"{path}: labels must be in 0..9")
-
 
 class _CIFAR10(tv_datasets.CIFAR10):
     """torchvision's CIFAR10; verify=False replaces the md5 checks by presence checks (loading then validates)."""
@@ -465,7 +274,7 @@ class _CIFAR10(tv_datasets.CIFAR10):
         if self._verify:
             return super()._load_meta()
         path = Path(self.root, self.base_folder, self.meta["filename"])
-        entry = _read_pickle(path)
+        entry = read_cifar_pickle(path)
         if self.meta["key"] not in entry:
             raise CorruptDataError(f"{path} has no {self.meta['key']!r} list of class names")
         self.classes = list(entry[self.meta["key"]])
@@ -497,12 +306,12 @@ def _cifar10(root: Path, split: str, download: bool, verify: bool) -> Dataset:
     except Exception as exc:
         # Unpickling or reshaping failed inside torchvision (verify=False, or a file changed after the check).
         for name in batches:
-            _check_cifar_batch(folder / name)
+            check_cifar_batch(folder / name)
         raise CorruptDataError(f"could not load CIFAR-10 from {folder}: {type(exc).__name__}: {exc}") from exc
     bad_labels = len(dataset.targets) and not 0 <= min(dataset.targets) <= max(dataset.targets) < len(dataset.classes)
     if len(dataset.data) != len(dataset.targets) or bad_labels:
         for name in batches:
-            _check_cifar_batch(folder / name)
+            check_cifar_batch(folder / name)
         raise CorruptDataError(f"{folder}: {len(dataset.data)} images, {len(dataset.targets)} labels, "
                                f"{len(dataset.classes)} class names in {meta}; they must agree")
     return dataset
@@ -606,13 +415,22 @@ def _imagefolder_split(root: Path, split: str) -> Dataset:
         # No split folders: the classes sit in root; train/test are a fixed stratified holdout of it.
         dataset = _image_folder(root, "imagefolder", root)
         return dataset if split == "all" else _Subset(dataset, holdout_indices(dataset.targets, _holdout_side(split)))
-    if split not in present:
-        alias = {"val": "test", "test": "val"}.get(split)
-        if alias not in present:
-            raise MissingDataError(f"imagefolder split {split!r} not found: {root / split} does not exist "
-                                   f"(found {present}); {_HOW_TO_GET['imagefolder'].replace('ROOT', str(root))}")
-        split = alias
+    if split not in present:      # never another split in its place: val and test are not interchangeable
+        raise MissingDataError(f"imagefolder split {split!r} not found: {root / split} does not exist "
+                               f"(found {present}); {_HOW_TO_GET['imagefolder'].replace('ROOT', str(root))}")
     return _image_folder(root / split, "imagefolder", root)
+
+
+def eval_splits(name: str, root=None) -> tuple[str, str]:
+    """(train split, test split) for linear evaluation.  An ImageFolder tree with split folders is evaluated on
+    test/, or on val/ when it has no test/ (a warning says so); one without split folders on a fixed holdout."""
+    train_split, test_split = EVAL_SPLITS[name]
+    if name == "imagefolder" and root is not None:
+        root = Path(root).expanduser()
+        if not (root / "test").is_dir() and (root / "val").is_dir():
+            warnings.warn(f"{root} has no test/ folder: evaluating on its val/ folder", stacklevel=3)
+            test_split = "val"
+    return train_split, test_split
 
 
 def _holdout_side(split: str) -> str:
@@ -636,7 +454,7 @@ class DigitsDataset(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, image_size: int = 32):
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+            raise ArgumentError(f"image_size must be a positive int, got {image_size!r}")
         self.images = (images.astype(np.uint16) * 255 // 16).astype(np.uint8)
         self.targets = [int(v) for v in labels]
         self.image_size = image_size
@@ -660,22 +478,12 @@ def _digits(split: str, image_size: int) -> Dataset:
 
 # --- shared checks ----------------------------------------------------------------------------------------------
 
-_VERIFIED = set()       # file stamps whose md5s passed in this process: STL-10's 2.7 GB is hashed once, not per split
-
-
 def _check_files(dataset, md5_check: Callable[[], bool]) -> bool:
     """verify: torchvision's md5 check (once per unchanged set of files); otherwise: every file is present."""
     paths = [os.path.join(dataset.root, dataset.base_folder, f) for f, _ in dataset.train_list + dataset.test_list]
     if not all(os.path.isfile(p) for p in paths):
         return False
-    if not dataset._verify:
-        return True
-    stamp = tuple((p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths)
-    if stamp not in _VERIFIED:
-        if not md5_check():
-            return False
-        _VERIFIED.add(stamp)
-    return True
+    return verified_once(paths, md5_check) if dataset._verify else True
 
 
 def _require_files(folder: Path, names, dataset: str, root: Path) -> None:
@@ -693,3 +501,4 @@ def _raise_md5_mismatch(folder: Path, md5s: dict, label: str) -> None:
             raise IntegrityError(f"{folder / name} does not match the official {label} md5 ({md5}): the file is "
                                  f"corrupt or not the official release; {_NO_VERIFY_HINT}")
     raise IntegrityError(f"{label} files in {folder} failed torchvision's integrity check; {_NO_VERIFY_HINT}")
+

@@ -9,6 +9,7 @@ weighted by exp(similarity / temperature), as in Wu et al. 2018 / SimCLR repos).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -19,6 +20,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mi_toolkit.atomic import write_json_atomically
+
+from mi_toolkit.errors import ArgumentError
+from .. import data
+from .config import TrainConfig, resolve_device, uses_channels_last
+from .models import build_model
+from .run import CHECKPOINT, load_checkpoint
 
 __all__ = ["PROTOCOLS", "evaluate_model", "evaluate_run", "extract_features", "knn_top1", "linear_top1",
            "load_run", "model_from_checkpoint", "write_eval"]
@@ -57,7 +64,7 @@ def knn_top1(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
     """Weighted kNN accuracy: the k nearest training features by cosine similarity vote for their class with
     weight exp(sim / temperature); k is capped at the training set size."""
     if k < 1 or temperature <= 0:
-        raise ValueError(f"need k >= 1 and temperature > 0, got k={k}, temperature={temperature}")
+        raise ArgumentError(f"need k >= 1 and temperature > 0, got k={k}, temperature={temperature}")
     device = torch.device(device)
     c = int(num_classes if num_classes is not None else max(int(train_y.max()), int(test_y.max())) + 1)
     k = min(k, train_f.shape[0])
@@ -113,12 +120,12 @@ def evaluate_model(model: nn.Module, train_ds, test_ds, protocol: str, *, device
                    channels_last: bool = False) -> dict:
     """Run ``protocol`` (``linear`` or ``knn``) on frozen ``model.encode`` features; returns the eval.json dict."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        raise ArgumentError(f"unknown protocol {protocol!r}; valid: {', '.join(PROTOCOLS)}")
     kw = dict(batch_size=batch_size, device=device, num_workers=num_workers, channels_last=channels_last)
     train_f, train_y = extract_features(model, train_ds, **kw)
     test_f, test_y = extract_features(model, test_ds, **kw)
     if int(train_y.min()) < 0:
-        raise ValueError("the evaluation training set has unlabelled images (label < 0)")
+        raise ArgumentError("the evaluation training set has unlabelled images (label < 0)")
     c = max(int(train_y.max()), int(test_y.max())) + 1
     if protocol == "knn":
         settings = {"k": k, "temperature": temperature, "similarity": "cosine", "weighting": "exp(sim/T)"}
@@ -151,9 +158,6 @@ def write_eval(run_dir, result: dict) -> Path:
 
 def model_from_checkpoint(state: dict):
     """``(TrainConfig, model)``: the run's model (on the CPU) with the checkpoint's weights."""
-    from .models import build_model
-    from .train import TrainConfig
-
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
                         head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
@@ -163,11 +167,9 @@ def model_from_checkpoint(state: dict):
 
 def load_run(run_dir, device="cpu"):
     """``(TrainConfig, model, checkpoint_epoch)`` from RUN_DIR/checkpoint.pt."""
-    from .train import CHECKPOINT, load_checkpoint
-
     path = Path(run_dir) / CHECKPOINT
     if not path.exists():
-        raise ValueError(f"{run_dir} has no {CHECKPOINT}")
+        raise ArgumentError(f"{run_dir} has no {CHECKPOINT}")
     state = load_checkpoint(path, map_location="cpu")
     cfg, model = model_from_checkpoint(state)
     return cfg, model.to(device), int(state["epoch"])
@@ -177,10 +179,6 @@ def evaluate_run(run_dir, protocol: str, *, dataset: str | None = None, data_roo
                  eval_data=None, device: str = "auto", **kwargs) -> dict:
     """Load RUN_DIR's checkpoint, evaluate with ``protocol`` on ``dataset``/``data_root`` (default: the run's own),
     write and return eval.json.  ``eval_data=(train_ds, test_ds)`` bypasses ``superinfo.data``."""
-    import dataclasses
-
-    from .train import _channels_last, load_datasets, resolve_device
-
     dev = resolve_device(device)
     cfg, model, epoch = load_run(run_dir, dev)
     if dataset is not None:
@@ -188,8 +186,8 @@ def evaluate_run(run_dir, protocol: str, *, dataset: str | None = None, data_roo
     if data_root is not None:
         cfg = dataclasses.replace(cfg, data_root=data_root)
     if eval_data is None:
-        _, eval_data = load_datasets(cfg, eval_too=True, pretrain=False)
-    if _channels_last(dataclasses.replace(cfg, channels_last=None), dev):
+        _, eval_data = data.load_datasets(cfg, eval_too=True, pretrain=False)
+    if uses_channels_last(dataclasses.replace(cfg, channels_last=None), dev):
         model = model.to(memory_format=torch.channels_last)
     kwargs.setdefault("num_workers", 0 if dev.type == "cpu" else cfg.num_workers)
     result = evaluate_model(model, *eval_data, protocol, device=dev, seed=cfg.seed,

@@ -3,7 +3,7 @@ trained as a normal run folder, evaluated with each protocol, and collected into
 
     superinfo sweep --preset digits --lambda-a 0,0.001,0.01 --epochs 30 --seeds 0,1,2 --protocols linear,knn --out DIR
 
-    from superinfo.sweep import SweepSpec, run_sweep, collect
+    from superinfo.tools.sweep import SweepSpec, run_sweep, collect
     table = run_sweep(SweepSpec("digits", lambdas_a=(0, 0.01), seeds=(0, 1)), "DIR")
     table = collect("DIR")              # the same table, rebuilt from the run folders alone (for notebooks)
 
@@ -12,7 +12,7 @@ DIR holds ``runs/<name>/`` (one ordinary run folder per grid point: config.json,
 (every run, and per (lambda_a, lambda_b, epochs) the mean and std over seeds) and ``sweep.png``.
 
 Rerunning the same command never loses work: finished runs are skipped, interrupted ones continue from their last
-checkpoint (``superinfo.train.resume``) and missing evaluations are run.  Other settings in an existing DIR are an
+checkpoint (``superinfo.trainer.resume``) and missing evaluations are run.  Other settings in an existing DIR are an
 error; a different grid is one too, unless ``extend=True`` (``--extend``) adds its points to the folder's.
 """
 from __future__ import annotations
@@ -30,8 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from mi_toolkit.atomic import write_atomically, write_json_atomically
-from .evaluate import PROTOCOLS, evaluate_run
-from .train import RESUME_OVERRIDABLE, NonFiniteLossError, TrainConfig, preset_config, resume, train
+from mi_toolkit.errors import ArgumentError
+from ..trainer.config import RESUME_OVERRIDABLE, TrainConfig, preset_config
+from ..trainer.evaluate import PROTOCOLS, evaluate_run
+from ..trainer.loop import NonFiniteLossError, resume, train
+from ..trainer.run import checkpoint_epoch
 
 __all__ = ["GRID_KEYS", "INVOCATION_FIELDS", "LOSS_COLUMNS", "TABLE_COLUMNS", "GridPoint", "SweepSpec", "collect",
            "format_table", "mean_std", "run_point", "run_record", "run_sweep", "summarize", "write_table"]
@@ -81,11 +84,11 @@ class SweepSpec:
         """The preset with the overrides (validated; unknown presets and fields are errors here)."""
         grid_fields = sorted(set(self.overrides) & set(GRID_KEYS + ("out",)))
         if grid_fields:
-            raise ValueError(f"overrides may not set {', '.join(grid_fields)}: the grid (lambdas_a, lambdas_b, epochs, "
+            raise ArgumentError(f"overrides may not set {', '.join(grid_fields)}: the grid (lambdas_a, lambdas_b, epochs, "
                              "seeds) and the sweep folder set them")
         unknown = sorted(set(self.overrides) - set(TrainConfig.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"unknown TrainConfig fields in overrides: {', '.join(unknown)}")
+            raise ArgumentError(f"unknown TrainConfig fields in overrides: {', '.join(unknown)}")
         return preset_config(self.preset, **self.overrides)
 
     def points(self) -> list[GridPoint]:
@@ -98,14 +101,14 @@ class SweepSpec:
         protocols = _checked_values("protocols", self.protocols, str)
         bad = sorted(set(protocols) - set(PROTOCOLS))
         if bad:
-            raise ValueError(f"unknown protocols {bad}; valid: {', '.join(PROTOCOLS)}")
+            raise ArgumentError(f"unknown protocols {bad}; valid: {', '.join(PROTOCOLS)}")
         if not base.allow_negative_lambda:
             for name, values in (("lambdas_a", lambdas_a), ("lambdas_b", lambdas_b or [])):
                 if any(v < 0 for v in values):
-                    raise ValueError(f"{name} ({_FLAGS[name]}) holds a negative lambda {values}; set "
+                    raise ArgumentError(f"{name} ({_FLAGS[name]}) holds a negative lambda {values}; set "
                                      "allow_negative_lambda (--allow-negative-lambda) if you mean it")
         if any(e < 1 for e in epochs):
-            raise ValueError(f"epochs (--epochs) must be >= 1, got {epochs}")
+            raise ArgumentError(f"epochs (--epochs) must be >= 1, got {epochs}")
         pairs = [(a, a) for a in lambdas_a] if lambdas_b is None else [(a, b) for a in lambdas_a for b in lambdas_b]
         return [GridPoint(a, b, e, s) for s in seeds for e in epochs for a, b in pairs]
 
@@ -130,16 +133,16 @@ _FLAGS = {"lambdas_a": "--lambda-a", "lambdas_b": "--lambda-b", "epochs": "--epo
 def _checked_values(name: str, values, kind) -> list:
     where = f"{name} ({_FLAGS[name]})"
     if values is None or len(values) == 0:
-        raise ValueError(f"{where} must hold at least one value")
+        raise ArgumentError(f"{where} must hold at least one value")
     try:
         out = [kind(v) for v in values]
     except (TypeError, ValueError):
-        raise ValueError(f"{where} must hold {kind.__name__} values, got {list(values)!r}") from None
+        raise ArgumentError(f"{where} must hold {kind.__name__} values, got {list(values)!r}") from None
     if kind is float and not all(math.isfinite(v) for v in out):
-        raise ValueError(f"{where} must hold finite numbers, got {out}")
+        raise ArgumentError(f"{where} must hold finite numbers, got {out}")
     repeated = sorted({v for v in out if out.count(v) > 1})
     if repeated:
-        raise ValueError(f"{where} repeats {repeated}")
+        raise ArgumentError(f"{where} repeats {repeated}")
     return out
 
 
@@ -173,7 +176,6 @@ def _evaluated(run_dir: Path, protocol: str, epochs: int) -> bool:
 
 
 def _checkpoint_epoch(run_dir: Path) -> int | None:
-    from .train import checkpoint_epoch
 
     path = run_dir / "checkpoint.pt"
     return checkpoint_epoch(path) if path.exists() else None
@@ -198,7 +200,7 @@ def run_point(cfg: TrainConfig, protocols=PROTOCOLS) -> str:
         wanted = _comparable(dict(cfg.to_dict(), stop_after_epochs=None, progress=True))
         diff = _differences(_comparable(existing), wanted)
         if diff:
-            raise ValueError(f"{run_dir} holds a run with other settings ({'; '.join(diff)}); use another output "
+            raise ArgumentError(f"{run_dir} holds a run with other settings ({'; '.join(diff)}); use another output "
                              "folder or delete that run")
     if all(_evaluated(run_dir, p, cfg.epochs) for p in protocols):
         return "skipped"
@@ -283,7 +285,7 @@ def collect(source) -> dict:
         elif (source / "runs").is_dir():
             run_dirs = sorted(p for p in (source / "runs").iterdir() if (p / "config.json").exists())
         else:
-            raise ValueError(f"{source} is neither a run folder (config.json) nor a sweep folder (runs/)")
+            raise ArgumentError(f"{source} is neither a run folder (config.json) nor a sweep folder (runs/)")
     else:
         run_dirs = [Path(p) for p in source]
     records = sorted((run_record(d) for d in run_dirs), key=lambda r: tuple(r[k] for k in GRID_KEYS))
@@ -335,11 +337,11 @@ def _reconcile_spec(out: Path, spec: SweepSpec, points: list[GridPoint], extend:
         diff = _differences({"preset": saved.get("preset"), **_comparable(saved.get("settings", {}))},
                             {"preset": record["preset"], **_comparable(record["settings"])})
         if diff:
-            raise ValueError(f"{out} holds a sweep with other settings ({'; '.join(diff)}); use another --out")
+            raise ArgumentError(f"{out} holds a sweep with other settings ({'; '.join(diff)}); use another --out")
         saved_points = [GridPoint(**p) for p in saved["points"]]
         same_grid = set(saved_points) == set(points) and set(saved["protocols"]) == set(spec.protocols)
         if not same_grid and not extend:
-            raise ValueError(f"{out} holds a sweep over another grid ({len(saved_points)} points, protocols "
+            raise ArgumentError(f"{out} holds a sweep over another grid ({len(saved_points)} points, protocols "
                              f"{','.join(saved['protocols'])}); pass extend=True (--extend) to add this grid's "
                              "points to it, or use another --out")
         known = set(saved_points)

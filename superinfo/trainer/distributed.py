@@ -3,7 +3,7 @@ shared across ranks, and gradient / metric averaging for what DistributedDataPar
 
     torchrun --standalone --nproc_per_node=8 -m superinfo train --preset imagenet --data-root DIR --out RUN_DIR
 
-``superinfo train`` calls ``init_from_env()`` (NCCL on CUDA, gloo on CPU), and ``superinfo.train.train`` sees the
+``superinfo train`` calls ``init_from_env()`` (NCCL on CUDA, gloo on CPU), and ``superinfo.trainer.train`` sees the
 initialised group: it splits the global ``batch_size`` over the ranks, wraps the model in DDP, gathers the
 negatives from every rank with gradients, and lets rank 0 alone log and checkpoint.
 
@@ -22,8 +22,9 @@ import torch.distributed as dist
 from torch import nn
 
 from mi_toolkit.distributed import is_distributed, rank, world_size
+from mi_toolkit.errors import ArgumentError
 
-__all__ = ["CrossRankBatchNorm", "DistContext", "all_agree", "all_reduce_mean", "average_gradients", "convert_batchnorm",
+__all__ = ["CrossRankBatchNorm", "DistContext", "all_agree", "average_gradients", "convert_batchnorm",
            "current_context", "init_from_env", "launched_by_torchrun"]
 
 
@@ -71,7 +72,7 @@ def init_from_env(backend: str = "auto", device: str = "auto", timeout_minutes: 
     if backend == "auto":
         backend = "nccl" if use_cuda else "gloo"
     if backend not in ("nccl", "gloo"):
-        raise ValueError(f"backend must be auto, nccl or gloo, got {backend!r}")
+        raise ArgumentError(f"backend must be auto, nccl or gloo, got {backend!r}")
     local_rank = int(os.environ["LOCAL_RANK"])
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -147,9 +148,9 @@ class CrossRankBatchNorm(nn.BatchNorm2d):
         if not (self.training and is_distributed()):
             return super().forward(x)
         if x.dim() != 4:
-            raise ValueError(f"CrossRankBatchNorm expects [N, C, H, W] input, got shape {tuple(x.shape)}")
+            raise ArgumentError(f"CrossRankBatchNorm expects [N, C, H, W] input, got shape {tuple(x.shape)}")
         if not isinstance(self.momentum, float):
-            raise ValueError("CrossRankBatchNorm needs a float momentum (cumulative averaging is not supported)")
+            raise ArgumentError("CrossRankBatchNorm needs a float momentum (cumulative averaging is not supported)")
         y, count, mean, var = _CrossRankBatchNormFn.apply(x, self.weight, self.bias, self.eps)
         if self.track_running_stats:
             with torch.no_grad():   # running_var is unbiased, as in BatchNorm
@@ -208,14 +209,3 @@ def all_agree(ok: bool, device) -> bool:
     flag = torch.tensor([1.0 if ok else 0.0], device=device)
     dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item() > 0)
-
-
-def all_reduce_mean(values: dict[str, float], device) -> dict[str, float]:
-    """The mean over ranks of each float (logged metrics); identity in a single process."""
-    if not is_distributed() or not values:
-        return dict(values)
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    t /= dist.get_world_size()
-    return dict(zip(keys, t.tolist()))

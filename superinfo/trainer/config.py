@@ -1,0 +1,168 @@
+"""Every setting of a run (``TrainConfig``), the presets (one table: data set x protocol) and the settings derived
+from them (device, autocast dtype, memory format).
+
+    from superinfo.trainer import preset_config
+    cfg = preset_config("cifar10", data_root="data", out="runs/c10", lambda_a=0.1)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from mi_toolkit.errors import ArgumentError
+from mi_toolkit.kernels import CALLER_BACKENDS
+
+from ..objective import CONDITIONAL_BOUNDS
+from .models import ARCHS
+
+__all__ = ["FINAL_EVALS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "preset_config",
+           "resolve_device", "uses_channels_last"]
+
+FINAL_EVALS = ("knn", "linear", "none")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a run (saved as RUN_DIR/config.json).  ``None`` means "derive": ``image_size`` from the data
+    preset, ``width`` from the arch, ``lambda_b`` = ``lambda_a``, ``head_hidden`` = feature dim, ``channels_last``
+    on CUDA only; ``amp="auto"`` is bf16 autocast on CUDA and fp32 elsewhere."""
+
+    dataset: str = "cifar10"
+    data_root: str | None = None
+    out: str | None = None
+    # model
+    arch: str = "resnet18"
+    width: int | None = None
+    cifar_stem: bool = True
+    image_size: int | None = None
+    z_dim: int = 128
+    head_hidden: int | None = None
+    head_layers: int = 1
+    sigma: float | str = 1.0
+    # objective
+    lambda_a: float = 0.0
+    lambda_b: float | None = None
+    lower_bound: str = "ntxent"
+    conditional: str = "kl"
+    temperature: float | None = 0.5
+    allow_negative_lambda: bool = False
+    kernel_backend: str = "auto"
+    # optimisation
+    epochs: int = 200
+    batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    warmup_epochs: float = 10.0
+    final_lr_factor: float = 0.0
+    # probe, evaluation
+    probe: bool = True
+    probe_lr: float = 1e-3
+    final_eval: str = "knn"
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    # machinery
+    seed: int = 0
+    num_workers: int = 4
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: bool | None = None
+    sync_bn: bool = False
+    log_every: int = 10
+    stop_after_epochs: int | None = None
+    max_steps_per_epoch: int | None = None
+    download: bool = False
+    verify: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> "TrainConfig":
+        if self.arch not in ARCHS:
+            raise ArgumentError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
+        if self.conditional not in CONDITIONAL_BOUNDS:
+            raise ArgumentError(f"unknown conditional bound {self.conditional!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+        if self.optimizer not in ("adam", "adamw", "sgd", "lars"):
+            raise ArgumentError(f"unknown optimizer {self.optimizer!r}; valid: adam, adamw, sgd, lars")
+        if self.amp not in ("auto", "none", "bf16", "fp16"):
+            raise ArgumentError(f"amp must be auto, none, bf16 or fp16, got {self.amp!r}")
+        if self.final_eval not in FINAL_EVALS:
+            raise ArgumentError(f"final_eval must be one of {', '.join(FINAL_EVALS)}, got {self.final_eval!r}")
+        for name in ("epochs", "batch_size", "log_every", "z_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ArgumentError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.batch_size < 2:
+            raise ArgumentError("batch_size must be >= 2 (the other rows are the negatives)")
+        if self.lr <= 0:
+            raise ArgumentError(f"lr must be > 0, got {self.lr}")
+        if self.kernel_backend not in CALLER_BACKENDS:
+            raise ArgumentError(f"kernel_backend must be one of {', '.join(CALLER_BACKENDS)}, got {self.kernel_backend!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ArgumentError(f"unknown config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+# The paper protocol.  CIFAR-10/STL-10: ResNet-18 with the CIFAR stem, Adam, 200 epochs, batch 256.  ImageNet:
+# ResNet-50, LARS with SimCLR's lr = 0.3 * batch / 256 (4.8 at 4096), weight decay 1e-6, 10 warm-up epochs.
+PRESETS: dict[str, dict] = {
+    "cifar10": dict(dataset="cifar10", arch="resnet18", cifar_stem=True, epochs=200, batch_size=256,
+                    optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.5,
+                    final_eval="knn"),
+    "stl10": dict(dataset="stl10", arch="resnet18", cifar_stem=True, epochs=200, batch_size=256,
+                  optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.5,
+                  final_eval="knn"),
+    # The embedded default (superinfo demo): scikit-learn's digits at 16 px, a narrow ResNet-18, minutes on a CPU.
+    "digits": dict(dataset="digits", arch="resnet18", width=8, cifar_stem=True, image_size=16, epochs=30,
+                   batch_size=128, optimizer="adam", lr=3e-3, weight_decay=1e-6, warmup_epochs=2, temperature=0.5,
+                   final_eval="none", num_workers=0),
+    "imagenet": dict(dataset="imagenet", arch="resnet50", cifar_stem=False, epochs=100, batch_size=4096,
+                     optimizer="lars", lr=4.8, weight_decay=1e-6, momentum=0.9, warmup_epochs=10,
+                     temperature=0.1, final_eval="none", num_workers=8, sync_bn=True),
+}
+
+
+def preset_config(name: str, **overrides) -> TrainConfig:
+    """The preset ``name`` with ``overrides`` applied (``None`` values are ignored)."""
+    if name not in PRESETS:
+        raise ArgumentError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    values = dict(PRESETS[name])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values).validate()
+
+
+RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",
+                      "log_every", "progress", "download", "verify", "kernel_backend", "sync_bn")
+
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:   # under torchrun: the GPU init_from_env selected
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def amp_dtype(cfg: TrainConfig, device: torch.device):
+    amp = cfg.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "none"
+    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    return device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last)
+
+

@@ -1,0 +1,429 @@
+"""The SuperInfo trainer: config + presets, build, training loop, checkpoints with exact resume, CSV log, online
+linear probe and a non-finite-loss guard.
+
+    from superinfo.trainer import TrainConfig, preset_config, train, resume
+    cfg = preset_config("cifar10", data_root="data", out="runs/c10", lambda_a=0.1)
+    train(cfg)                       # RUN_DIR/config.json, checkpoint.pt (each epoch), log.csv, eval.json
+    resume("runs/c10")               # continues bit-exactly from the last completed epoch
+
+One step: both views go through the encoder as one batch (BatchNorm sees both, as in SimCLR); the stochastic head
+gives p(z1|v1), p(z2|v2); ``SuperInfoLoss`` returns every term; Adam/LARS step; the warm-up + cosine schedule steps
+per iteration.  The online probe is a linear classifier on detached backbone features of view 1 with its own Adam;
+it never changes the encoder.  Labels < 0 (unlabelled images, e.g. STL-10's unlabelled split) are skipped by it.
+
+Checkpoints are written at the end of each epoch (``torch.save`` to a temporary file, then ``os.replace``): model,
+loss-module (critic) and probe weights, every optimiser, the schedule, the grad scaler, epoch/step counters and the
+RNG states of torch (CPU and CUDA), numpy, ``random`` and the DataLoader's generator.  With ``num_workers=0`` on CPU,
+training 2 epochs straight and training 1 epoch, stopping and resuming give bit-identical weights and optimiser
+states (tested).  A non-finite loss raises ``NonFiniteLossError`` before the optimiser step: nothing is saved, and
+the last checkpoint (the last completed epoch) stays as it was.
+
+Several processes (``torchrun``, see ``superinfo.trainer.distributed``): ``batch_size`` stays the global batch, split evenly
+over the ranks (an error when it does not divide); a DistributedSampler gives each rank its share of each epoch;
+the model is wrapped in DistributedDataParallel, its BatchNorms synchronised across ranks with ``sync_bn``; the
+loss scores each rank's rows against the negatives of all ranks, gathered with gradients; the posterior noise is
+drawn for the global batch.  One step's loss and gradients are then those of one process on the global batch
+(tested with 2 and 3 gloo processes).  Rank 0 alone writes the log and the checkpoint; the checkpoint holds every
+rank's RNG state, and every rank restores its own on resume.
+"""
+from __future__ import annotations
+
+import random
+import time
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+
+from mi_toolkit.errors import ArgumentError
+from .. import data
+from mi_toolkit.validation import value_checks
+
+from ..objective import GaussianPosterior, SuperInfoLoss
+from .config import RESUME_OVERRIDABLE, TrainConfig, amp_dtype, resolve_device, uses_channels_last
+from .evaluate import evaluate_model, write_eval
+from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
+from .models import build_model
+from .optim import WarmupCosine, build_optimizer
+from .run import (CHECKPOINT, RunLog, checkpoint_epoch, load_checkpoint, read_config, restore_checkpoint,
+                  save_checkpoint, write_config)
+
+__all__ = ["NonFiniteLossError", "Training", "build_training", "forward_backward", "resume", "train"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped before the optimiser step."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Training:
+    """Everything that has state in a run."""
+
+    cfg: TrainConfig
+    device: torch.device
+    model: nn.Module
+    loss_fn: SuperInfoLoss
+    probe: nn.Module | None
+    optimizer: torch.optim.Optimizer
+    probe_optimizer: torch.optim.Optimizer | None
+    scheduler: WarmupCosine
+    scaler: torch.amp.GradScaler
+    loader: DataLoader
+    generator: torch.Generator
+    steps_per_epoch: int
+    net: nn.Module          # what the step calls: the model, or its DistributedDataParallel wrapper
+    noise: torch.Generator  # the posterior samples' noise, drawn for the global batch (identical on every rank)
+    ctx: DistContext
+    epoch: int = 0          # completed epochs
+    step: int = 0           # completed optimiser steps
+
+
+def check_distributed_settings(cfg: TrainConfig, ctx: DistContext) -> int:
+    """The per-rank batch; refuses settings that cannot work with this process group."""
+    if cfg.sync_bn and not ctx.active:
+        raise ArgumentError("sync_bn=True (the imagenet preset's default) needs a torch.distributed process group with "
+                         "more than one process: launch with torchrun --nproc_per_node=N (see the README), or pass "
+                         "--no-sync-bn to train in a single process")
+    if cfg.batch_size % ctx.world_size:
+        raise ArgumentError(f"batch_size {cfg.batch_size} is the global batch and must be divisible by the "
+                         f"{ctx.world_size} processes (each rank takes batch_size / world_size rows); pick e.g. "
+                         f"{cfg.batch_size - cfg.batch_size % ctx.world_size or ctx.world_size * 2}")
+    return cfg.batch_size // ctx.world_size
+
+
+def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) -> Training:
+    """Seed, then build model, loss, probe, optimisers, schedule, scaler and loader (in that fixed order, so a
+    resumed run builds the same objects before loading their states).
+
+    Inside a torch.distributed group (torchrun) ``cfg.batch_size`` is the global batch: each rank loads
+    batch_size / world_size rows through a DistributedSampler, the model is wrapped in DistributedDataParallel (its
+    BatchNorms made ``CrossRankBatchNorm`` first when ``sync_bn``), and the loss gathers its negatives from every rank.
+    """
+    cfg.validate()
+    ctx = current_context()
+    local_batch = check_distributed_settings(cfg, ctx)
+    seed_everything(cfg.seed)       # the same weights on every rank
+    device = resolve_device(cfg.device)
+    model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
+                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
+    if cfg.sync_bn:
+        model = convert_batchnorm(model)
+    model = model.to(device)
+    if uses_channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
+    temperature = cfg.temperature if cfg.lower_bound == "ntxent" else None
+    loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, lower_bound=cfg.lower_bound,
+                            conditional=cfg.conditional, temperature=temperature,
+                            allow_negative_lambda=cfg.allow_negative_lambda, backend=cfg.kernel_backend,
+                            distributed=ctx.active, **cfg.extra).to(device)
+    probe = nn.Linear(model.feature_dim, num_classes).to(device) if cfg.probe and num_classes else None
+    optimizer = build_optimizer(cfg.optimizer, [model, loss_fn], cfg.lr, cfg.weight_decay, cfg.momentum)
+    probe_optimizer = torch.optim.Adam(probe.parameters(), lr=cfg.probe_lr) if probe is not None else None
+    net = model
+    if ctx.active:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        seed_everything(cfg.seed + 104_729 * ctx.rank)   # from here on (augmentations) each rank draws its own
+
+    generator = torch.Generator().manual_seed(cfg.seed + 104_729 * ctx.rank)
+    if len(dataset) < cfg.batch_size:
+        raise ArgumentError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size} "
+                         "(batches are full: drop_last=True)")
+    sampler = None
+    if ctx.active:     # each rank its 1/W of every epoch, shuffled by (seed, epoch): set_epoch before each epoch
+        sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
+                                                      shuffle=True, seed=cfg.seed, drop_last=True)
+    loader = DataLoader(dataset, batch_size=local_batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        num_workers=cfg.num_workers, generator=generator, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    if len(loader) == 0:
+        raise ArgumentError(f"the dataset has {len(dataset)} images: split over {ctx.world_size} processes that is "
+                         f"less than one batch of {local_batch} per process")
+    steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
+    scheduler = WarmupCosine(optimizer, total_steps=cfg.epochs * steps,
+                             warmup_steps=int(round(cfg.warmup_epochs * steps)), final_factor=cfg.final_lr_factor)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg, device) == torch.float16)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    return Training(cfg, device, model, loss_fn, probe, optimizer, probe_optimizer, scheduler, scaler, loader,
+                    generator, steps, net, noise, ctx)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One step, top to bottom.  Nothing in it reads a value back to the host: the step's metrics stay on the device,
+# add up there, and are read once per logging interval (``read_metrics``), where a non-finite loss is caught.
+# ---------------------------------------------------------------------------------------------------------------
+LOSS_TERMS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b")
+# per step, on the device: the loss terms, then the probe's share of its mean loss, its correct and labelled rows,
+# whether it stepped, and how many encoder outputs were NaN/inf
+STEP_METRICS = LOSS_TERMS + ("probe_loss", "probe_correct", "probe_n", "probe_steps", "encoder_nonfinite")
+
+
+def _posterior_samples(t: Training, p1: GaussianPosterior, p2: GaussianPosterior):
+    """z = mean + std * eps, with eps drawn for the whole global batch on every rank and sliced to this rank's rows:
+    row i of the global batch gets the same noise whatever the number of processes (the data order and the
+    augmentations do depend on it)."""
+    n, w = p1.mean.shape[0], t.ctx.world_size
+    eps = torch.randn((2, w * n, p1.mean.shape[1]), generator=t.noise, device=t.device)
+    eps = eps[:, t.ctx.rank * n:(t.ctx.rank + 1) * n]
+    return p1.mean + p1.std * eps[0], p2.mean + p2.std * eps[1]
+
+
+def forward_backward(t: Training, batch):
+    """Loss and gradients of one batch (this rank's rows), without the optimiser step: ``(terms, features, n,
+    encoder_nonfinite)``, the last a device tensor counting NaN/inf entries of the head's output.
+
+    After it returns, every parameter's ``.grad`` is the gradient of the global batch's loss (DDP averages the
+    model's; the loss's critic is averaged here)."""
+    cfg, device = t.cfg, t.device
+    x1, x2, _ = batch
+    cl = torch.channels_last if uses_channels_last(cfg, device) else torch.contiguous_format
+    x = torch.cat([x1, x2]).to(device, non_blocking=True).to(memory_format=cl)
+    n = x1.shape[0]
+    amp = amp_dtype(cfg, device)
+    t.model.train()
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        h, post = t.net(x)
+    p1 = GaussianPosterior(post.mean[:n], post.logvar[:n])
+    p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
+    encoder_nonfinite = (~torch.isfinite(post.mean)).sum() + (~torch.isfinite(post.logvar)).sum()
+    z1, z2 = _posterior_samples(t, p1, p2)
+    with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
+        terms = t.loss_fn(p1, p2, z1, z2)
+    t.optimizer.zero_grad(set_to_none=True)
+    t.scaler.scale(terms.total).backward()
+    average_gradients(t.loss_fn.parameters())
+    return terms, h, n, encoder_nonfinite
+
+
+def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """One step of the online linear probe on detached features, over the labelled rows (y >= 0) of the global
+    batch: ``[mean-loss share, correct, labelled, stepped]`` on the device.  It skips batches where no rank has a
+    labelled row (e.g. STL-10's unlabelled split)."""
+    keep = y >= 0
+    labelled = int(keep.sum())      # labels come from the loader, on the host: no device sync
+    if t.ctx.active:    # the global count decides, so that every rank steps or skips together
+        total = torch.tensor(float(labelled), device=t.device)
+        dist.all_reduce(total)
+        if total.item() == 0:       # the one read-back a step makes, and only under torch.distributed
+            return torch.zeros(4, device=t.device)
+    elif labelled == 0:
+        return torch.zeros(4, device=t.device)
+    else:
+        total = labelled
+    y, keep = y.to(t.device, non_blocking=True), keep.to(t.device, non_blocking=True)
+    logits = t.probe(features[keep].float())
+    loss_sum = F.cross_entropy(logits, y[keep], reduction="sum")
+    t.probe_optimizer.zero_grad(set_to_none=True)
+    # the ranks' gradients are averaged next: W * sum_r / n_all makes that the global mean's gradient
+    (loss_sum * t.ctx.world_size / total).backward()
+    average_gradients(t.probe.parameters())
+    t.probe_optimizer.step()
+    correct = (logits.argmax(1) == y[keep]).sum()
+    one = torch.ones((), device=t.device)
+    return torch.stack([loss_sum.detach() / total, correct.float(), one * labelled, one])
+
+
+def _train_step(t: Training, batch) -> torch.Tensor:
+    """Forward, backward, optimiser and schedule step, probe step: this rank's ``STEP_METRICS`` on the device."""
+    terms, h, n, encoder_nonfinite = forward_backward(t, batch)
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    t.scheduler.step()
+    t.step += 1
+    probe = _probe_step(t, h[:n].detach(), batch[2]) if t.probe is not None else torch.zeros(4, device=t.device)
+    losses = torch.stack([terms.total, terms.contrastive, terms.mi_lower, terms.superfluous_a, terms.superfluous_b])
+    return torch.cat([losses.detach().float(), probe.float(), encoder_nonfinite.float().reshape(1)]).double()
+
+
+def read_metrics(t: Training, sums: torch.Tensor, steps: int) -> dict:
+    """The global batch's metrics over ``steps`` steps from this rank's summed ``STEP_METRICS``: loss terms averaged
+    over steps and ranks, the probe's mean loss over the steps it took, its correct and labelled rows summed.  One
+    host read-back (after one all-reduce); raises ``NonFiniteLossError`` on every rank alike when the loss or the
+    encoder's output of any rank became NaN/inf."""
+    local = sums.tolist()
+    if t.ctx.active:
+        sums = sums.clone()
+        dist.all_reduce(sums)
+    values = dict(zip(STEP_METRICS, sums.tolist()))
+    w = t.ctx.world_size
+    out = {k: values[k] / (w * steps) for k in LOSS_TERMS}
+    where = f"non-finite loss at epoch {t.epoch + 1}, step {t.step}"
+    if values["encoder_nonfinite"]:
+        why = "the encoder's output holds NaN/inf: check the inputs and the lr" if local[-1] else \
+            "another rank's encoder output holds NaN/inf"
+        raise NonFiniteLossError(f"{where} ({why})")
+    if not all(math.isfinite(v) for v in out.values()):
+        raise NonFiniteLossError(f"{where} (terms averaged over the last {steps} step(s): "
+                                 f"{ {k: round(v, 6) for k, v in out.items()} })")
+    if values["probe_steps"]:
+        out.update(probe_loss=values["probe_loss"] * w / values["probe_steps"],
+                   probe_correct=round(values["probe_correct"]), probe_n=round(values["probe_n"]))
+    return out
+
+
+class _Interval:
+    """What adds up between two log rows: the metrics (on the device), steps, images and time."""
+
+    def __init__(self, t: Training):
+        self.sums = torch.zeros(len(STEP_METRICS), dtype=torch.float64, device=t.device)
+        self.steps, self.images, self.t0 = 0, 0, time.perf_counter()
+
+    def add(self, metrics: torch.Tensor, images: int, lr: float) -> None:
+        self.sums += metrics
+        self.steps += 1
+        self.images += images
+        self.lr = lr            # the last step's learning rate
+
+    def row(self, t: Training, elapsed: float) -> dict:
+        row = read_metrics(t, self.sums, self.steps)
+        n = row.pop("probe_n", 0)
+        row["probe_acc"] = row.pop("probe_correct") / n if n else ""
+        dt = time.perf_counter() - self.t0
+        row.update(epoch=t.epoch + 1, step=t.step, lr=self.lr,
+                   images_per_s=self.images / dt if dt > 0 else "", elapsed_s=elapsed)
+        return row
+
+
+def _last_good(run_dir: Path) -> str:
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return "no checkpoint was written yet (the first epoch did not finish)"
+    epoch = checkpoint_epoch(path)
+    return f"the last good checkpoint is {path} (after epoch {epoch}); it was left untouched"
+
+
+def _run_final_eval(t: Training, run_dir: Path, eval_data) -> dict | None:
+
+    if eval_data is None:
+        _, eval_data = data.load_datasets(t.cfg, eval_too=True, pretrain=False)
+    train_ds, test_ds = eval_data
+    result = evaluate_model(t.model, train_ds, test_ds, t.cfg.final_eval, device=t.device, k=t.cfg.knn_k,
+                            temperature=t.cfg.knn_temperature, batch_size=t.cfg.batch_size,
+                            num_workers=t.cfg.num_workers, seed=t.cfg.seed,
+                            channels_last=uses_channels_last(t.cfg, t.device))
+    result.update(checkpoint_epoch=t.epoch, dataset=t.cfg.dataset)
+    write_eval(run_dir, result)
+    return result
+
+
+def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: int | None = None,
+          resume_from_checkpoint: bool = False) -> dict:
+    """Train (or, with ``resume_from_checkpoint``, continue) the run in ``cfg.out``.
+
+    ``pretrain_data``: a dataset of ``(view1, view2, label)`` (default: ``superinfo.data.pretrain_dataset``);
+    ``eval_data``: ``(train_ds, test_ds)`` of ``(image, label)`` for the final evaluation (default:
+    ``superinfo.data.eval_datasets``).  Returns a summary dict (also the last log row).
+    """
+    cfg.validate()
+    if cfg.out is None:
+        raise ArgumentError("out (the run folder) is required")
+    ctx = current_context()
+    check_distributed_settings(cfg, ctx)
+    run_dir = Path(cfg.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if pretrain_data is None:
+        pretrain_data = _load_pretrain_data(cfg, ctx)
+    if num_classes is None:
+        num_classes = data.num_classes_of(pretrain_data)
+    t = build_training(cfg, pretrain_data, num_classes)
+    resume_step = None
+    if resume_from_checkpoint:
+        # on the CPU: load_state_dict copies weights and optimiser states to their device; RNG states must stay here
+        state = load_checkpoint(run_dir / CHECKPOINT, map_location="cpu")
+        restore_checkpoint(t, state)
+        resume_step = t.step
+        if t.scheduler.total_steps != cfg.epochs * t.steps_per_epoch:   # --epochs changed on resume
+            t.scheduler.total_steps = cfg.epochs * t.steps_per_epoch
+            t.scheduler.step(advance=False)
+    else:
+        if (run_dir / CHECKPOINT).exists():
+            raise ArgumentError(f"{run_dir} already holds a run; resume it (--resume {run_dir}) or pick another --out")
+        if ctx.is_main:
+            write_config(run_dir, cfg)
+    log = RunLog(run_dir, resume_step) if ctx.is_main else None     # rank 0 alone logs and checkpoints
+    stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, t.epoch + cfg.stop_after_epochs)
+    start_time = time.perf_counter()
+    last_row: dict = {}
+    try:
+        from tqdm.auto import tqdm
+        while t.epoch < stop:
+            if isinstance(t.loader.sampler, torch.utils.data.DistributedSampler):
+                t.loader.sampler.set_epoch(t.epoch)
+            interval = _Interval(t)
+            bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{cfg.epochs}",
+                       disable=not (cfg.progress and ctx.is_main), leave=False, dynamic_ncols=True)
+            for i, batch in enumerate(t.loader):
+                if i >= t.steps_per_epoch:
+                    break
+                lr = t.optimizer.param_groups[0]["lr"]      # what this step uses (the schedule steps after it)
+                interval.add(_train_step(t, batch), batch[0].shape[0] * ctx.world_size, lr)
+                bar.update(1)
+                if t.step % cfg.log_every == 0 or i + 1 == t.steps_per_epoch:
+                    try:
+                        last_row = interval.row(t, time.perf_counter() - start_time)
+                    except NonFiniteLossError as err:
+                        raise NonFiniteLossError(f"{err}. Training stopped; {_last_good(run_dir)}.") from None
+                    if log is not None:
+                        log.write(last_row)
+                    bar.set_postfix(loss=f"{last_row['loss']:.3f}", img_s=f"{last_row['images_per_s']:.0f}")
+                    interval = _Interval(t)
+            bar.close()
+            t.epoch += 1
+            save_checkpoint(t, run_dir / CHECKPOINT)
+    finally:
+        if log is not None:
+            log.close()
+    summary = {"run_dir": str(run_dir), "epoch": t.epoch, "step": t.step, "last_log": last_row,
+               "finished": t.epoch >= cfg.epochs, "world_size": ctx.world_size}
+    if summary["finished"] and cfg.final_eval != "none" and ctx.is_main:   # on rank 0; the others are done
+        summary["eval"] = _run_final_eval(t, run_dir, eval_data)
+    return summary
+
+
+def _load_pretrain_data(cfg: TrainConfig, ctx: DistContext):
+    """The pre-training set.  In a process group with --download, rank 0 downloads first and the others then read
+    the files; a rank that fails to load stops every rank."""
+    if not ctx.active:
+        return data.load_datasets(cfg)[0]
+    dataset = None
+    for turn in (("rank 0", "the others") if cfg.download else ("all",)):
+        mine = turn == "all" or (turn == "rank 0") == ctx.is_main
+        error = None
+        if mine:
+            try:
+                dataset = data.load_datasets(cfg)[0]
+            except Exception as err:    # re-raised below, after telling the other ranks
+                error = err
+        if not all_agree(error is None, resolve_device(cfg.device)):
+            raise error or RuntimeError("another rank could not load the data (see its error); this rank stops too")
+    return dataset
+
+
+def resume(run_dir, *, pretrain_data=None, eval_data=None, num_classes=None, **overrides) -> dict:
+    """Continue the run in ``run_dir`` from its last checkpoint.  Only ``RESUME_OVERRIDABLE`` settings may change
+    (changing ``epochs`` changes the schedule, so that run is no longer the same as an uninterrupted one)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists():
+        raise ArgumentError(f"{run_dir} has no {CHECKPOINT} to resume from")
+    cfg = read_config(run_dir)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDABLE))
+    if bad:
+        raise ArgumentError(f"cannot change {', '.join(bad)} when resuming (allowed: {', '.join(RESUME_OVERRIDABLE)})")
+    cfg = dataclasses.replace(cfg, out=str(run_dir), **overrides)
+    if "epochs" in overrides and current_context().is_main:
+        write_config(run_dir, cfg)
+    return train(cfg, pretrain_data=pretrain_data, eval_data=eval_data, num_classes=num_classes,
+                 resume_from_checkpoint=True)

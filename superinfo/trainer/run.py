@@ -1,0 +1,164 @@
+"""The run folder: ``config.json`` (the settings), ``checkpoint.pt`` (everything with state, written atomically at
+the end of each epoch) and ``log.csv`` (every logged interval).
+
+A checkpoint holds model, loss-module (critic) and probe weights, every optimiser, the schedule, the grad scaler,
+epoch/step counters and the RNG states of torch (CPU and CUDA), numpy, ``random``, the DataLoader's generator and
+the posterior noise, one set per rank: resuming continues bit-exactly.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from mi_toolkit.atomic import write_atomically, write_json_atomically
+
+from .config import TrainConfig
+from .distributed import all_agree
+
+__all__ = ["CHECKPOINT", "CONFIG", "LOG", "LOG_COLUMNS", "RunLog", "checkpoint_epoch", "load_checkpoint",
+           "read_config", "restore_checkpoint", "save_checkpoint", "write_config"]
+
+CHECKPOINT = "checkpoint.pt"
+CONFIG = "config.json"
+LOG = "log.csv"
+LOG_COLUMNS = ["epoch", "step", "lr", "loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b",
+               "probe_loss", "probe_acc", "images_per_s", "elapsed_s"]
+
+
+def _rng_state(t) -> dict:
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(), "python": random.getstate(), "loader": t.generator.get_state(),
+            "noise": t.noise.get_state()}
+
+
+def _set_rng_state(t, s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    t.generator.set_state(s["loader"])
+    if "noise" in s:
+        t.noise.set_state(s["noise"])
+
+
+def save_checkpoint(t, path) -> Path:
+    """Atomic: write ``path.tmp`` then ``os.replace`` (a kill mid-write leaves the previous checkpoint intact).
+
+    In a process group every rank must call it: the RNG states of all ranks are gathered (so a resume restores each
+    rank's own) and rank 0 alone writes the file."""
+    path = Path(path)
+    rng = [_rng_state(t)]
+    if t.ctx.active:
+        rng = [None] * t.ctx.world_size
+        dist.all_gather_object(rng, _rng_state(t))
+    error = None
+    if t.ctx.is_main:
+        try:
+            state = _checkpoint_state(t, rng)
+            write_atomically(path, lambda f: torch.save(state, f), fsync=True)
+        except OSError as err:
+            error = err
+    # also the barrier: no rank goes on (and may read the file) before it is complete
+    if not all_agree(error is None, t.device):
+        raise error or RuntimeError(f"rank 0 could not write {path} (see its error); this rank stops too")
+    return path
+
+
+def _checkpoint_state(t, rng: list) -> dict:
+    return {
+        "config": t.cfg.to_dict(), "epoch": t.epoch, "step": t.step,
+        "model": t.model.state_dict(), "loss_fn": t.loss_fn.state_dict(),
+        "probe": t.probe.state_dict() if t.probe is not None else None,
+        "optimizer": t.optimizer.state_dict(),
+        "probe_optimizer": t.probe_optimizer.state_dict() if t.probe_optimizer is not None else None,
+        "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(), "rng": rng,
+        "world_size": t.ctx.world_size, "torch_version": torch.__version__,
+    }
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    # weights_only=False: the RNG states hold numpy arrays and Python tuples (our own files only)
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def checkpoint_epoch(path) -> int:
+    """The completed epochs a checkpoint holds, without reading its weights (memory-mapped load)."""
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+
+
+def restore_checkpoint(t, state: dict) -> None:
+    t.model.load_state_dict(state["model"])
+    t.loss_fn.load_state_dict(state["loss_fn"])
+    if t.probe is not None and state["probe"] is not None:
+        t.probe.load_state_dict(state["probe"])
+        t.probe_optimizer.load_state_dict(state["probe_optimizer"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scheduler.load_state_dict(state["scheduler"])
+    t.scaler.load_state_dict(state["scaler"])
+    t.epoch, t.step = int(state["epoch"]), int(state["step"])
+    rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]   # one entry per rank
+    if len(rng) != t.ctx.world_size:
+        warnings.warn(f"the checkpoint was written by {len(rng)} process(es), this run has {t.ctx.world_size}: "
+                      "weights, optimiser and schedule continue, but the data order and random streams differ from "
+                      "an uninterrupted run", stacklevel=2)
+    _set_rng_state(t, rng[t.ctx.rank % len(rng)])
+
+
+
+
+def write_config(run_dir: Path, cfg: TrainConfig) -> None:
+    # stop_after_epochs and progress belong to one invocation, not to the run
+    write_json_atomically(run_dir / CONFIG, dict(cfg.to_dict(), stop_after_epochs=None, progress=True),
+                          sort_keys=True)
+
+
+
+def read_config(run_dir) -> TrainConfig:
+    return TrainConfig.from_dict(json.loads((Path(run_dir) / CONFIG).read_text()))
+
+
+class RunLog:
+    """CSV (always) and TensorBoard (when installed) scalars.  On resume, rows past the checkpoint's step (written
+    by the killed run after its last checkpoint) are dropped, so the log matches an uninterrupted run."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None):
+        self.path = run_dir / LOG
+        rows = []
+        if resume_step is not None and self.path.exists():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+        self.file = open(self.path, "w", newline="")
+        self.writer = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
+        self.writer.writeheader()
+        self.writer.writerows(rows)
+        self.file.flush()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+        except Exception:  # tensorboard not installed
+            self.tb = None
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
+        self.file.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step") and isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
