@@ -207,12 +207,17 @@ def forward_backward(t: Training, batch):
     return terms, h, n, encoder_nonfinite
 
 
+def count_labelled(y: torch.Tensor) -> int:
+    """Labelled rows (label >= 0) of a batch's labels as the loader gives them, on the host: no device sync."""
+    return int((y >= 0).sum())
+
+
 def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """One step of the online linear probe on detached features, over the labelled rows (y >= 0) of the global
     batch: ``[mean-loss share, correct, labelled, stepped]`` on the device.  It skips batches where no rank has a
     labelled row (e.g. STL-10's unlabelled split)."""
     keep = y >= 0
-    labelled = int(keep.sum())      # labels come from the loader, on the host: no device sync
+    labelled = count_labelled(y)
     if t.ctx.active:    # the global count decides, so that every rank steps or skips together
         total = torch.tensor(float(labelled), device=t.device)
         dist.all_reduce(total)
@@ -256,7 +261,7 @@ def read_metrics(t: Training, sums: torch.Tensor, steps: int) -> dict:
     if t.ctx.active:
         sums = sums.clone()
         dist.all_reduce(sums)
-    values = dict(zip(STEP_METRICS, sums.tolist()))
+    values = dict(zip(STEP_METRICS, sums.tolist() if t.ctx.active else local))
     w = t.ctx.world_size
     out = {k: values[k] / (w * steps) for k in LOSS_TERMS}
     where = f"non-finite loss at epoch {t.epoch + 1}, step {t.step}"
