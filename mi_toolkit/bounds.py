@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .validation import check_positive_number, check_scores, check_vector
+from .validation import check_finite, check_number, check_scores, check_vector
 
 __all__ = [
     "infonce_lower_bound",
@@ -40,14 +40,15 @@ __all__ = [
 MINE_MAX_LOG_RATIO = 20.0  # cap on log(batch partition / moving average) in MINE's gradient weight
 
 
-def _offdiag_mask(n: int, device) -> torch.Tensor:
+def _diagonal_mask(n: int, device) -> torch.Tensor:
+    """True on the diagonal (the positive pairs), False off it: ``masked_fill(mask, -inf)`` keeps the negatives."""
     return torch.eye(n, dtype=torch.bool, device=device)
 
 
 def logmeanexp_offdiag(scores: torch.Tensor) -> torch.Tensor:
     """log( mean_{i != j} exp(scores[i, j]) ), computed with log-sum-exp."""
     n = scores.shape[0]
-    masked = scores.masked_fill(_offdiag_mask(n, scores.device), float("-inf"))
+    masked = scores.masked_fill(_diagonal_mask(n, scores.device), float("-inf"))
     return torch.logsumexp(masked.reshape(-1), dim=0) - math.log(n * (n - 1))
 
 
@@ -132,7 +133,7 @@ def smile_lower_bound(scores: torch.Tensor, clip: float | None = 5.0) -> torch.T
     As in the paper the critic is trained with the JS objective; the returned tensor has the clipped-DV value and
     the JS gradient.  ``clip=None`` gives plain DV values (still JS-trained).
     """
-    check_positive_number(clip, "clip (tau)", allow_none=True)
+    check_number(clip, "clip (tau)", positive=True, allow_none=True)
     js = js_fgan_objective(scores)
     with torch.no_grad():
         clipped = scores if clip is None else scores.clamp(-clip, clip)
@@ -143,9 +144,8 @@ def smile_lower_bound(scores: torch.Tensor, clip: float | None = 5.0) -> torch.T
 def ba_lower_bound(log_q_joint: torch.Tensor, entropy_y: float | torch.Tensor) -> torch.Tensor:
     """Barber-Agakov: H(Y) + mean_i log q(y_i | x_i) <= I(X;Y) for any conditional q (exact H(Y) given)."""
     check_vector(log_q_joint, "log_q_joint")
-    entropy_y = torch.as_tensor(entropy_y, dtype=log_q_joint.dtype, device=log_q_joint.device)
-    if not bool(torch.isfinite(entropy_y)):
-        raise ValueError(f"entropy_y must be finite, got {float(entropy_y)}")
+    entropy_y = check_finite(torch.as_tensor(entropy_y, dtype=log_q_joint.dtype, device=log_q_joint.device),
+                             "entropy_y")
     return entropy_y + log_q_joint.mean()
 
 
@@ -188,7 +188,7 @@ def l1out_upper_bound(log_q: torch.Tensor) -> torch.Tensor:
     check_scores(log_q, "log_q")
     n = log_q.shape[0]
     # column i holds log q(y_i | x_j) over rows j; drop j == i
-    masked = log_q.masked_fill(_offdiag_mask(n, log_q.device), float("-inf"))
+    masked = log_q.masked_fill(_diagonal_mask(n, log_q.device), float("-inf"))
     log_mixture = torch.logsumexp(masked, dim=0) - math.log(n - 1)
     return (log_q.diagonal() - log_mixture).mean()
 
@@ -203,8 +203,7 @@ def gaussian_kl_diag(mu1: torch.Tensor, logvar1: torch.Tensor, mu2: torch.Tensor
     if len(shapes) != 1:
         raise ValueError(f"mu1, logvar1, mu2, logvar2 must share one shape, got {[tuple(t.shape) for t in (mu1, logvar1, mu2, logvar2)]}")
     for t, name in ((mu1, "mu1"), (logvar1, "logvar1"), (mu2, "mu2"), (logvar2, "logvar2")):
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains NaN/inf values")
+        check_finite(t, name)
     var_ratio = torch.exp(logvar1 - logvar2)
     mahalanobis = (mu1 - mu2).pow(2) * torch.exp(-logvar2)
     return 0.5 * (var_ratio + mahalanobis - 1.0 - (logvar1 - logvar2)).sum(dim=-1)
@@ -212,8 +211,10 @@ def gaussian_kl_diag(mu1: torch.Tensor, logvar1: torch.Tensor, mu2: torch.Tensor
 
 def vib_kl_upper_bound(mu: torch.Tensor, logvar: torch.Tensor, prior_mu=None, prior_logvar=None) -> torch.Tensor:
     """Variational information bottleneck: I(X; Z) <= E_x KL(p(z|x) || r(z)), r = N(prior_mu, e^prior_logvar)
-    (standard normal by default), for a diagonal-Gaussian encoder p(z|x) = N(mu(x), e^logvar(x))."""
-    prior_mu = torch.zeros_like(mu) if prior_mu is None else torch.as_tensor(prior_mu, dtype=mu.dtype).expand_as(mu)
+    (standard normal by default), for a diagonal-Gaussian encoder p(z|x) = N(mu(x), e^logvar(x)).  A numeric prior
+    is placed on the encoder's device, in its dtype."""
+    prior_mu = (torch.zeros_like(mu) if prior_mu is None
+                else torch.as_tensor(prior_mu, dtype=mu.dtype, device=mu.device).expand_as(mu))
     prior_logvar = (torch.zeros_like(logvar) if prior_logvar is None
-                    else torch.as_tensor(prior_logvar, dtype=mu.dtype).expand_as(logvar))
+                    else torch.as_tensor(prior_logvar, dtype=logvar.dtype, device=logvar.device).expand_as(logvar))
     return gaussian_kl_diag(mu, logvar, prior_mu, prior_logvar).mean()

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import check_positive_int
+from .validation import check_int
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -113,8 +113,8 @@ def critic(name: str, x_dim: int, y_dim: int, **kwargs) -> nn.Module:
     """Build a critic by name: one of ``separable``, ``bilinear``, ``concat``."""
     if name not in CRITICS:
         raise ValueError(f"unknown critic {name!r}; valid critics: {', '.join(sorted(CRITICS))}")
-    check_positive_int(x_dim, "x_dim")
-    check_positive_int(y_dim, "y_dim")
+    check_int(x_dim, "x_dim")
+    check_int(y_dim, "y_dim")
     return CRITICS[name](x_dim, y_dim, **kwargs)
 
 

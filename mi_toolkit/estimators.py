@@ -14,7 +14,7 @@ from torch import nn
 from . import bounds, kernels
 from .critics import (GaussianConditional, GaussianMarginal, SeparableCritic, critic as build_critic,
                       gaussian_log_density)
-from .validation import check_dim, check_positive_int, check_positive_number, check_samples
+from .validation import check_features, check_int, check_number, check_samples
 
 LOWER, UPPER, ESTIMATE = "lower", "upper", "estimate"
 
@@ -36,8 +36,8 @@ class MIEstimator(nn.Module):
 
     def __init__(self, x_dim: int, y_dim: int, validate: bool = True):
         super().__init__()
-        self.x_dim = check_positive_int(x_dim, "x_dim")
-        self.y_dim = check_positive_int(y_dim, "y_dim")
+        self.x_dim = check_int(x_dim, "x_dim")
+        self.y_dim = check_int(y_dim, "y_dim")
         self.validate = validate
 
     def cap(self, batch_size: int) -> float | None:
@@ -46,8 +46,8 @@ class MIEstimator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> EstimatorOutput:
         if self.validate:
             x, y = check_samples(x, y, min_batch=self.min_batch)
-            check_dim(x, self.x_dim, "x", f"{self.name} estimator")
-            check_dim(y, self.y_dim, "y", f"{self.name} estimator")
+            check_features(x, self.x_dim, "x", f"{self.name} estimator")
+            check_features(y, self.y_dim, "y", f"{self.name} estimator")
         mi, loss = self._estimate(x, y)
         return EstimatorOutput(mi=mi, loss=loss, direction=self.direction, cap=self.cap(x.shape[0]))
 
@@ -124,7 +124,7 @@ class JSEstimator(CriticEstimator):
 class SMILEEstimator(CriticEstimator):
     def __init__(self, x_dim, y_dim, clip: float | None = 5.0, **kw):
         super().__init__("smile", x_dim, y_dim, **kw)
-        self.clip = check_positive_number(clip, "clip (tau)", allow_none=True)
+        self.clip = check_number(clip, "clip (tau)", positive=True, allow_none=True)
 
     def bound(self, scores):
         return bounds.smile_lower_bound(scores, self.clip)
@@ -265,6 +265,13 @@ def available_estimators() -> list[str]:
     return sorted(ESTIMATORS)
 
 
+def check_estimator_name(name) -> str:
+    """``name`` if it is a registered estimator, else a ValueError listing the valid names."""
+    if not isinstance(name, str) or name not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {name!r}; valid estimators: {', '.join(available_estimators())}")
+    return name
+
+
 def estimator(name: str, x_dim: int, y_dim: int, **kwargs) -> MIEstimator:
     """Build an estimator by name (see ``available_estimators()``).
 
@@ -272,9 +279,7 @@ def estimator(name: str, x_dim: int, y_dim: int, **kwargs) -> MIEstimator:
     ``smile`` takes ``clip``; ``mine`` takes ``ema_rate``; conditional ones take ``hidden``, ``layers``; ``ba``
     takes ``entropy_y``.
     """
-    if not isinstance(name, str) or name not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {name!r}; valid estimators: {', '.join(available_estimators())}")
-    cls, _ = ESTIMATORS[name]
+    cls, _ = ESTIMATORS[check_estimator_name(name)]
     try:
         return cls(x_dim, y_dim, **kwargs)
     except TypeError as err:

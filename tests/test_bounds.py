@@ -198,6 +198,29 @@ def test_vib_kl_bounds_the_information_of_a_linear_gaussian_encoder(dx, dz, sigm
     assert B.vib_kl_upper_bound(mu, logvar).item() >= exact - 0.02
 
 
+def test_vib_prior_follows_the_input_device_and_dtype():
+    # a numeric prior used to be built on the CPU, which fails for CUDA inputs; 'meta' tensors stand in for them
+    # (value checks off: a meta tensor has no values to scan)
+    from mi_toolkit.validation import value_checks
+    mu = torch.zeros(4, 3, device="meta", dtype=torch.float64)
+    with value_checks(False):
+        out = B.vib_kl_upper_bound(mu, mu, prior_mu=np.full(3, 0.5), prior_logvar=0.1)
+    assert out.device.type == "meta" and out.dtype == torch.float64
+    mu, logvar = torch.randn(6, 3), torch.randn(6, 3)
+    value = B.vib_kl_upper_bound(mu, logvar, prior_mu=np.full(3, 0.5), prior_logvar=0.1)
+    assert value.dtype == torch.float32
+    expected = B.gaussian_kl_diag(mu, logvar, torch.full_like(mu, 0.5), torch.full_like(logvar, 0.1)).mean()
+    assert value.item() == pytest.approx(expected.item())
+
+
+def test_the_masked_entries_are_the_diagonal_ones():
+    # the mask names what it marks: the positives, which masked_fill(-inf) removes from the negatives' average
+    assert torch.equal(B._diagonal_mask(4, "cpu"), torch.eye(4, dtype=torch.bool))
+    s = torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    off = [s[i, j].item() for i in range(5) for j in range(5) if i != j]
+    assert B.logmeanexp_offdiag(s).item() == pytest.approx(math.log(np.mean(np.exp(off))), rel=1e-12)
+
+
 # -------------------------------------------------------------------------------------------- gradients
 def _random_scores(n=6, seed=0):
     return torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed), requires_grad=True)

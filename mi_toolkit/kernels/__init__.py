@@ -23,11 +23,12 @@ kernels, CUDA), ``auto`` (triton on CUDA when it can take the input, chunked oth
 from __future__ import annotations
 
 import importlib
-import math
 
 import torch
 import torch.nn.functional as F
 
+from ..validation import (check_bool, check_choice, check_number, check_pair, check_same_kind,
+                          value_checks_enabled)
 from . import chunked, naive
 
 __all__ = ["infonce", "infonce_local", "available_backends", "fused_backend", "BACKENDS", "SHAPES", "REDUCTIONS",
@@ -41,72 +42,28 @@ _triton = None  # the triton_kernels module once imported, or the ImportError th
 
 
 # ----------------------------------------------------------------------------------------------- validation
-def _check_choice(value, valid: tuple, name: str) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in valid)}; got {value!r}")
-    return value
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _check_embeddings(z, name: str, min_rows: int) -> torch.Tensor:
-    if not isinstance(z, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape [N, d], got {type(z).__name__}")
-    if not z.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {z.dtype}")
-    if z.dim() != 2:
-        raise ValueError(f"{name} must be 2-D [N, d], got {z.dim()} dims with shape {tuple(z.shape)}")
-    if z.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column, got shape {tuple(z.shape)}")
-    if z.shape[0] < min_rows:
-        why = "InfoNCE needs N >= 2: with one pair there are no negatives" if min_rows == 2 else "rows are needed"
-        raise ValueError(f"{name} has {z.shape[0]} rows; {why}")
-    if not bool(torch.isfinite(z).all()):
-        bad = int((~torch.isfinite(z)).sum())
-        raise ValueError(f"{name} contains {bad} NaN/inf value(s); expected finite numbers")
-    return z
-
-
-def _check_pair(z1, z2, names: tuple[str, str], min_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two [N, d] floating, finite tensors of one shape, dtype and device."""
-    z1 = _check_embeddings(z1, names[0], min_rows)
-    z2 = _check_embeddings(z2, names[1], min_rows)
-    if z1.shape != z2.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape [N, d], got {tuple(z1.shape)} "
-                         f"and {tuple(z2.shape)}")
-    _check_same_kind(z1, z2, names)
-    return z1, z2
-
-
-def _check_same_kind(x: torch.Tensor, y: torch.Tensor, names: tuple[str, str]) -> None:
-    if x.dtype != y.dtype:
-        raise TypeError(f"{names[0]} and {names[1]} must share a dtype, got {x.dtype} and {y.dtype}")
-    if x.device != y.device:
-        raise ValueError(f"{names[0]} and {names[1]} must be on one device, got {x.device} and {y.device}")
-
-
 def _check_temperature(temperature, learn_temperature: bool, like: torch.Tensor):
-    """A finite T > 0: a Python number, or a one-element floating tensor (differentiable if it requires grad)."""
+    """A finite T > 0: a Python number, or a one-element floating tensor (differentiable if it requires grad).
+    A tensor's value is read (a device sync) only while value checks are on."""
     if isinstance(temperature, torch.Tensor):
         if not temperature.is_floating_point() or temperature.numel() != 1:
             raise TypeError(f"temperature must be a number or a one-element floating tensor, got dtype "
                             f"{temperature.dtype} and shape {tuple(temperature.shape)}")
-        value = float(temperature.detach())
-        tensor = temperature.reshape(()).to(like.device)
-    elif isinstance(temperature, (int, float)) and not isinstance(temperature, bool):
-        value, tensor = float(temperature), None
-    else:
+        if value_checks_enabled():
+            check_number(float(temperature.detach()), "temperature", positive=True)
+        if learn_temperature and not temperature.requires_grad:
+            raise ValueError(_FIXED_TEMPERATURE)
+        return temperature.reshape(()).to(like.device)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
         raise TypeError(f"temperature must be a number or a one-element tensor, got {type(temperature).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"temperature must be a finite number > 0, got {value!r}")
-    if learn_temperature and (tensor is None or not temperature.requires_grad):
-        raise ValueError("learn_temperature=True needs temperature to be a tensor with requires_grad=True "
-                         "(e.g. an nn.Parameter); got one without gradient, which would silently stay fixed")
-    return value if tensor is None else tensor
+    value = check_number(temperature, "temperature", positive=True)
+    if learn_temperature:
+        raise ValueError(_FIXED_TEMPERATURE)
+    return value
+
+
+_FIXED_TEMPERATURE = ("learn_temperature=True needs temperature to be a tensor with requires_grad=True "
+                      "(e.g. an nn.Parameter); got one without gradient, which would silently stay fixed")
 
 
 def _check_block_size(block_size) -> tuple[int | None, int | None]:
@@ -121,11 +78,11 @@ def _check_block_size(block_size) -> tuple[int | None, int | None]:
 
 
 def _check_options(shape, symmetric, normalize, backend, learn_temperature) -> None:
-    _check_choice(shape, SHAPES, "shape")
-    _check_choice(backend, BACKENDS, "backend")
-    _check_bool(symmetric, "symmetric")
-    _check_bool(normalize, "normalize")
-    _check_bool(learn_temperature, "learn_temperature")
+    check_choice(shape, SHAPES, "shape")
+    check_choice(backend, BACKENDS, "backend")
+    check_bool(symmetric, "symmetric")
+    check_bool(normalize, "normalize")
+    check_bool(learn_temperature, "learn_temperature")
     if shape == "simclr" and not symmetric:
         raise ValueError("symmetric=False applies to shape='pairwise' only; SimCLR's NT-Xent scores both views' rows")
 
@@ -243,7 +200,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature=0.1, symmetric: bool
     Returns a 0-dim tensor, float32 for half-precision inputs, else the inputs' dtype.
     """
     _check_options(shape, symmetric, normalize, backend, learn_temperature)
-    z1, z2 = _check_pair(z1, z2, ("z1", "z2"), min_rows=2)
+    z1, z2 = check_pair(z1, z2, ("z1", "z2"), min_rows=2)
     temperature = _check_temperature(temperature, learn_temperature, z1)
     blocks = _check_block_size(block_size)
     name = _resolve_backend(backend, z1)
@@ -258,9 +215,10 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature=0.1, symmetric: bool
 
 
 def _check_local_rows(local: torch.Tensor, everything: torch.Tensor, offset: int, names: tuple[str, str]) -> None:
-    """The local rows must be the gathered batch's rows [offset, offset + n): positives are found by position."""
+    """The local rows must be the gathered batch's rows [offset, offset + n): positives are found by position.
+    Compares values (a device sync), so it is a value check: skipped while value checks are off."""
     n = local.shape[0]
-    if not torch.equal(local.detach(), everything.detach()[offset:offset + n]):
+    if value_checks_enabled() and not torch.equal(local.detach(), everything.detach()[offset:offset + n]):
         raise ValueError(f"{names[0]} must equal {names[1]}[row_offset:row_offset + {n}] (row_offset={offset}); "
                          "gather the batches in rank order and pass this rank's offset")
 
@@ -283,13 +241,13 @@ def infonce_local(z1_local: torch.Tensor, z2_local: torch.Tensor, z1_all: torch.
     ranks hold equal n).
     """
     _check_options(shape, symmetric, normalize, backend, learn_temperature)
-    _check_choice(reduction, REDUCTIONS, "reduction")
-    z1_local, z2_local = _check_pair(z1_local, z2_local, ("z1_local", "z2_local"), min_rows=1)
-    z1_all, z2_all = _check_pair(z1_all, z2_all, ("z1_all", "z2_all"), min_rows=2)
+    check_choice(reduction, REDUCTIONS, "reduction")
+    z1_local, z2_local = check_pair(z1_local, z2_local, ("z1_local", "z2_local"), min_rows=1)
+    z1_all, z2_all = check_pair(z1_all, z2_all, ("z1_all", "z2_all"), min_rows=2)
     if z1_local.shape[1] != z1_all.shape[1]:
         raise ValueError(f"z1_local and z1_all must have the same feature dimension, got {z1_local.shape[1]} "
                          f"and {z1_all.shape[1]}")
-    _check_same_kind(z1_local, z1_all, ("z1_local", "z1_all"))
+    check_same_kind(z1_local, z1_all, ("z1_local", "z1_all"))
     n, total = z1_local.shape[0], z1_all.shape[0]
     if isinstance(row_offset, bool) or not isinstance(row_offset, int) or not 0 <= row_offset <= total - n:
         raise ValueError(f"row_offset must be an int in [0, {total - n}] (N_all - n_local), got {row_offset!r}")
