@@ -13,16 +13,16 @@ too (``*_mean`` keys): for a linear encoder they only see the subspace W spans, 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mi_toolkit.atomic import write_json_atomically
+from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from synthetic.multiview import LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
-from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from .objective import CONDITIONAL_BOUNDS, GaussianPosteriorHead, SuperInfoLoss
 
 __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
@@ -185,7 +185,7 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "world.json").write_text(json.dumps(result, indent=2))
+        write_json_atomically(out / "world.json", result)
     return result
 
 
@@ -239,7 +239,7 @@ def run_sweep(lambdas, bounds=("kl", "club"), seeds=(0, 1, 2), out: str | Path |
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "sweep.json").write_text(json.dumps(sweep, indent=2))
+        write_json_atomically(out / "sweep.json", sweep)
         plot_sweep(sweep["summary"], out / "world_sweep.png")
     return sweep
 

@@ -10,11 +10,12 @@ interrupted ones.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .sweep import mean_std, run_point, run_record
+from mi_toolkit.atomic import write_json_atomically
+
 from ..trainer.config import preset_config
+from .sweep import mean_std, run_point, run_record
 
 METHODS = ("simclr", "superinfo")
 
@@ -47,7 +48,7 @@ def run_demo(out, *, seeds=(0, 1, 2), lambda_superinfo: float = DEFAULT_LAMBDA, 
             summary[method][key], summary[method][key + "_std"] = mean_std(r[key] for r in mine)
     result = {"dataset": "digits", "settings": preset_config("digits", epochs=epochs, **overrides).to_dict(),
               "runs": runs, "summary": summary}
-    (out / "eval.json").write_text(json.dumps(result, indent=2))
+    write_json_atomically(out / "eval.json", result)
     return result
 
 

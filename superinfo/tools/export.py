@@ -152,61 +152,58 @@ def torchvision_state_dict(model: nn.Module, *, probe: dict | None = None) -> "O
 # detectron2 layout
 # ---------------------------------------------------------------------------------------------------------------
 
-_TV_STEM = re.compile(r"^(conv1\.weight|bn1\.(\w+))$")
-_TV_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.(conv([1-3])\.weight|bn([1-3])\.(\w+)|downsample\.([01])\.(\w+))$")
-_D2_STEM = re.compile(r"^stem\.conv1\.(weight|norm\.(\w+))$")
-_D2_BLOCK = re.compile(r"^res([2-5])\.(\d+)\.(conv([1-3])\.weight|conv([1-3])\.norm\.(\w+)|shortcut\.(weight)"
-                       r"|shortcut\.norm\.(\w+))$")
+# One table, read both ways: (torchvision key, detectron2 key); {stage} counts torchvision's layer1..4 on the left
+# and detectron2's res2..5 on the right.
+_KEY_TABLE = (
+    ("conv1.weight", "stem.conv1.weight"),
+    ("bn1.{field}", "stem.conv1.norm.{field}"),
+    ("layer{stage}.{block}.conv{i}.weight", "res{stage}.{block}.conv{i}.weight"),
+    ("layer{stage}.{block}.bn{i}.{field}", "res{stage}.{block}.conv{i}.norm.{field}"),
+    ("layer{stage}.{block}.downsample.0.weight", "res{stage}.{block}.shortcut.weight"),
+    ("layer{stage}.{block}.downsample.1.{field}", "res{stage}.{block}.shortcut.norm.{field}"),
+)
+_STAGES = {"torchvision": "[1-4]", "detectron2": "[2-5]"}
+
+
+def _key_pattern(template: str, side: str) -> re.Pattern:
+    groups = {"stage": f"(?P<stage>{_STAGES[side]})", "block": r"(?P<block>\d+)", "i": "(?P<i>[1-3])",
+              "field": f"(?P<field>{'|'.join(_BN_FIELDS)})"}
+    parts = re.split(r"\{(\w+)\}", template)      # literal, name, literal, name, ...
+    return re.compile("".join(groups[p] if i % 2 else re.escape(p) for i, p in enumerate(parts)) + "$")
+
+
+_KEY_PATTERNS = {side: [_key_pattern(row[column], side) for row in _KEY_TABLE]
+                 for column, side in enumerate(("torchvision", "detectron2"))}
+
+
+def _translate(key: str, source: str, target: str) -> str | None:
+    shift = 1 if source == "torchvision" else -1
+    for pattern, row in zip(_KEY_PATTERNS[source], _KEY_TABLE):
+        match = pattern.match(key)
+        if match:
+            values = match.groupdict()
+            if "stage" in values:
+                values["stage"] = int(values["stage"]) + shift
+            return row[("torchvision", "detectron2").index(target)].format(**values)
+    return None
 
 
 def detectron2_key(key: str) -> str:
     """torchvision ResNet key -> detectron2 key (the table in the module docstring).  ValueError for keys the
     detectron2 export drops (``fc.*``, ``num_batches_tracked``) or that are not ResNet backbone keys."""
-    stem = _TV_STEM.match(key)
-    if stem:
-        field = stem.group(2)
-        if field is None:
-            return "stem.conv1.weight"
-        if field in _BN_FIELDS:
-            return f"stem.conv1.norm.{field}"
-    block = _TV_BLOCK.match(key)
-    if block:
-        stage, index, _, conv, bn, bn_field, ds, ds_field = block.groups()
-        prefix = f"res{int(stage) + 1}.{index}"
-        if conv:
-            return f"{prefix}.conv{conv}.weight"
-        if bn and bn_field in _BN_FIELDS:
-            return f"{prefix}.conv{bn}.norm.{bn_field}"
-        if ds == "0" and ds_field == "weight":
-            return f"{prefix}.shortcut.weight"
-        if ds == "1" and ds_field in _BN_FIELDS:
-            return f"{prefix}.shortcut.norm.{ds_field}"
-    raise ArgumentError(f"key {key!r} has no detectron2 counterpart (only ResNet backbone keys map; fc.* and "
-                     f"num_batches_tracked are dropped by detectron2_state_dict)")
+    found = _translate(key, "torchvision", "detectron2")
+    if found is None:
+        raise ArgumentError(f"key {key!r} has no detectron2 counterpart (only ResNet backbone keys map; fc.* and "
+                            f"num_batches_tracked are dropped by detectron2_state_dict)")
+    return found
 
 
 def torchvision_key(key: str) -> str:
     """detectron2 ResNet key -> torchvision key: the inverse of ``detectron2_key``."""
-    stem = _D2_STEM.match(key)
-    if stem:
-        field = stem.group(2)
-        if field is None:
-            return "conv1.weight"
-        if field in _BN_FIELDS:
-            return f"bn1.{field}"
-    block = _D2_BLOCK.match(key)
-    if block:
-        stage, index, _, conv, norm_conv, norm_field, short_w, short_norm = block.groups()
-        prefix = f"layer{int(stage) - 1}.{index}"
-        if conv:
-            return f"{prefix}.conv{conv}.weight"
-        if norm_conv and norm_field in _BN_FIELDS:
-            return f"{prefix}.bn{norm_conv}.{norm_field}"
-        if short_w:
-            return f"{prefix}.downsample.0.weight"
-        if short_norm in _BN_FIELDS:
-            return f"{prefix}.downsample.1.{short_norm}"
-    raise ArgumentError(f"key {key!r} is not a detectron2 ResNet backbone key (stem.conv1.*, res2..res5.*)")
+    found = _translate(key, "detectron2", "torchvision")
+    if found is None:
+        raise ArgumentError(f"key {key!r} is not a detectron2 ResNet backbone key (stem.conv1.*, res2..res5.*)")
+    return found
 
 
 def detectron2_state_dict(state: dict) -> "OrderedDict[str, object]":

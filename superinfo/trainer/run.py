@@ -145,7 +145,7 @@ class RunLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(run_dir / "tb"))
-        except Exception:  # tensorboard not installed
+        except ImportError:  # tensorboard not installed
             self.tb = None
 
     def write(self, row: dict) -> None:
