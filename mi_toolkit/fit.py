@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .estimators import MIEstimator, estimator as build_estimator
-from .validation import check_positive_int, check_positive_number, check_samples
+from .estimators import MIEstimator, check_estimator_name, estimator as build_estimator
+from .validation import check_int, check_number, check_samples
 
 # Thresholds for the warnings (nats unless said otherwise).
 SATURATION_MARGIN = 0.25     # within this of the cap: the truth may be far above the estimate
@@ -134,13 +134,18 @@ def estimate(x, y, name: str = "smile", *, steps: int = 2000, batch_size: int = 
     (averaged over up to ``eval_batches`` disjoint batches of ``batch_size``), ``result.train_mi`` the same on the
     training rows.  Extra keyword arguments go to ``mi_toolkit.estimator`` (critic, hidden, clip, entropy_y, ...).
     """
-    batch_size = check_positive_int(batch_size, "batch_size", minimum=2)
-    steps = check_positive_int(steps, "steps")
-    lr = check_positive_number(lr, "lr")
+    # the arguments first, then the data, then the estimator's own options, and only then whether the data is
+    # large enough for them (so a misspelt name is reported as such, whatever the data)
+    check_estimator_name(name)
+    batch_size = check_int(batch_size, "batch_size", minimum=2)
+    steps = check_int(steps, "steps")
+    lr = check_number(lr, "lr", positive=True)
     if not isinstance(heldout_fraction, (int, float)) or not 0.0 <= heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
     x, y = check_samples(x, y, min_batch=2)
     x, y = x.float(), y.float()
+    torch.manual_seed(seed)   # the estimator's initial weights
+    est = build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs)
     n = x.shape[0]
     n_heldout = int(round(n * heldout_fraction))
     if n - n_heldout < batch_size or (n_heldout and n_heldout < batch_size):
@@ -153,8 +158,6 @@ def estimate(x, y, name: str = "smile", *, steps: int = 2000, batch_size: int = 
     train_idx, heldout_idx = split[n_heldout:], split[:n_heldout]
     x_train, y_train = x[train_idx], y[train_idx]
 
-    torch.manual_seed(seed)
-    est = build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs)
     optimizer = make_adam(est.parameters(), lr)
     history = np.empty(steps)
     batches = _batches(x_train.shape[0], batch_size, generator)

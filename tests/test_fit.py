@@ -128,3 +128,16 @@ def test_estimate_rejects_bad_arguments():
         mi_toolkit.estimate(x, y, "kraskov", batch_size=8)
     with pytest.raises(ValueError, match="NaN/inf"):
         mi_toolkit.estimate(np.full((100, 2), np.nan), y, "infonce", batch_size=8)
+
+
+def test_estimate_checks_the_arguments_before_the_data_size():
+    # 10 rows are too few for batch_size 64, but a misspelt name is the first thing to report
+    x, y = np.zeros((10, 2)), np.zeros((10, 2))
+    with pytest.raises(ValueError, match="unknown estimator 'smiel'; valid estimators"):
+        mi_toolkit.estimate(x, y, "smiel")
+    with pytest.raises(TypeError, match="'smile' got an unsupported argument"):
+        mi_toolkit.estimate(x, y, "smile", ema_rate=0.1)
+    with pytest.raises(ValueError, match="lr"):
+        mi_toolkit.estimate(x, y, "smile", lr=0.0)
+    with pytest.raises(ValueError, match="batch_size=64 needs at least 64 training"):
+        mi_toolkit.estimate(x, y, "smile")
