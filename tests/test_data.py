@@ -132,6 +132,17 @@ def test_imagefolder_val_stands_in_for_test(tmp_path):
     assert len(test) == 9 and num_classes(test) == 3
 
 
+def test_imagefolder_never_serves_one_split_for_another(tmp_path):
+    # a tree with train/ and test/ but no val/: asking for val must not silently hand out the test images
+    write_imagefolder(tmp_path, splits=("train", "test"))
+    with pytest.raises(MissingDataError, match="split 'val' not found"):
+        build_dataset("imagefolder", tmp_path, "val")
+    assert len(build_dataset("imagefolder", tmp_path, "test")) == 9
+    with pytest.warns(UserWarning, match="no test/ folder"):            # and eval's fallback to val/ says so
+        write_imagefolder(tmp_path / "v", splits=("train", "val"))
+        eval_datasets("imagefolder", tmp_path / "v", preset_for("imagefolder", 16))
+
+
 def test_imagenet_layout(tmp_path):
     write_imagefolder(tmp_path, classes=("n01440764", "n01443537"), per_class=2, splits=("train", "val"))
     train, val = eval_datasets("imagenet", tmp_path, preset_for("imagenet", 64))

@@ -15,8 +15,13 @@ def test_demo_writes_both_methods_side_by_side(tmp_path):
     assert saved["summary"].keys() == {"simclr", "superinfo"}
     assert saved["summary"]["simclr"]["lambda"] == 0.0 and saved["summary"]["superinfo"]["lambda"] == 0.05
     for run in saved["runs"]:
-        assert 0.0 <= run["linear_top1"] <= 1.0 and 0.0 <= run["knn_top1"] <= 1.0
-        assert (tmp_path / f"{run['method']}-seed{run['seed']}" / "checkpoint.pt").exists()
+        # two steps of training keep the digits' classes readable far above chance (0.1): 0.43-0.50 measured
+        assert run["linear_top1"] > 0.3 and run["knn_top1"] > 0.3, run
+        assert saved["summary"][run["method"]]["linear_top1"] == run["linear_top1"]      # one seed: the mean is it
+        run_dir = tmp_path / f"{run['method']}-seed{run['seed']}"
+        assert (run_dir / "checkpoint.pt").exists()
+        config = json.loads((run_dir / "config.json").read_text())
+        assert config["lambda_a"] == run["lambda"] and config["dataset"] == "digits"
     assert "superinfo" in format_summary(result)
 
 

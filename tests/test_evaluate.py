@@ -7,9 +7,13 @@ import torch
 from superinfo.trainer.evaluate import evaluate_model, knn_top1, linear_top1, write_eval
 
 
-def blobs(n_per=40, classes=3, dim=6, spread=0.3, seed=0):
+def blobs(n_per=40, classes=3, dim=6, spread=0.3, seed=0, noise_seed=None):
+    """Gaussian clusters around centers drawn from ``seed``; ``noise_seed`` draws other points of the same clusters
+    (a held-out set)."""
     g = torch.Generator().manual_seed(seed)
     centers = 3 * torch.randn(classes, dim, generator=g)
+    if noise_seed is not None:
+        g = torch.Generator().manual_seed(1000 + noise_seed)
     y = torch.arange(classes).repeat_interleave(n_per)
     return centers[y] + spread * torch.randn(len(y), dim, generator=g), y
 
@@ -40,11 +44,18 @@ def test_linear_probe_learns_separable_features():
 def test_evaluate_model_and_eval_json(tmp_path):
     x, y = blobs(n_per=10, dim=4)
     ds = list(zip(x, y.tolist()))
+    x_test, y_test = blobs(n_per=10, dim=4, noise_seed=1)         # other points of the same clusters
+    held_out = list(zip(x_test, y_test.tolist()))
+    assert not any(torch.equal(a, b) for a in x for b in x_test)
     model = torch.nn.Identity()
-    r = evaluate_model(model, ds, ds, "knn", k=5)
-    assert r["top1"] == 1.0 and r["settings"]["k"] == 5 and r["n_train"] == 30
+    r = evaluate_model(model, ds, held_out, "knn", k=5)
+    assert r["top1"] == 1.0 and r["settings"]["k"] == 5 and r["n_train"] == 30 and r["n_test"] == 30
+    # features that ignore the input: every query ties, so kNN can do no better than one class in three
+    blind = torch.nn.Linear(4, 4)
+    torch.nn.init.zeros_(blind.weight), torch.nn.init.ones_(blind.bias)
+    assert evaluate_model(blind, ds, held_out, "knn", k=5)["top1"] <= 1 / 3 + 1e-6
     write_eval(tmp_path, r)
-    r2 = evaluate_model(model, ds, ds, "linear", linear_epochs=3)
+    r2 = evaluate_model(model, ds, held_out, "linear", linear_epochs=3)
     write_eval(tmp_path, r2)
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["protocol"] == "linear" and 0 <= saved["top1"] <= 1

@@ -24,7 +24,10 @@ def test_cli_world_writes_the_contract_json(tmp_path, capsys):
     for key, kind in CONTRACT.items():
         assert isinstance(data[key], kind), key
     assert data["lambda"] == 0.1 and data["lambda_b"] == 0.1 and data["bound"] == "club" and data["seed"] == 1
-    assert 0.0 <= data["shared_probe_acc"] <= 1.0 and 0.0 <= data["t1_probe_acc"] <= 1.0
+    # the trained encoder keeps shared information (above chance, 0.5) and no probe beats its features' Bayes rate
+    # (0.592 / Bayes 0.640 and 0.540 / 0.567 measured; the 250 held-out probe samples give a standard error of 0.03)
+    assert 0.55 <= data["shared_probe_acc"] <= data["shared_bayes_acc"] + 0.08
+    assert data["t1_probe_acc"] <= data["t1_bayes_acc"] + 0.08
     assert data["before"]["superfluous_1"] > 0 and data["after"]["superfluous_1"] == data["superfluous_nats"]
     assert "superfluous" in capsys.readouterr().out
 
@@ -100,7 +103,7 @@ def test_cli_sweep(tmp_path, capsys):
 def test_nonlinear_world_with_an_mlp_encoder_reports_probes_without_exact_numbers():
     r = run_world(0.1, world="nonlinear", encoder_layers=1, hidden=16, **FAST)
     assert r["superfluous_nats"] is None and r["after"] is None
-    assert 0.0 <= r["shared_probe_acc"] <= 1.0
+    assert r["shared_probe_acc"] >= 0.6      # 0.665 measured: the MLP encoder keeps the shared signal (chance 0.5)
     assert r["world_truth"]["i_v1_v2"] == pytest.approx(MultiViewWorld(seed=0).view_information()["i_v1_v2"])
 
 
