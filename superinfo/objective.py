@@ -36,13 +36,20 @@ from mi_toolkit.distributed import all_gather_with_grad, is_distributed, rank
 from mi_toolkit.validation import check_int, check_matrix, check_number, check_pair
 
 __all__ = [
-    "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
+    "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "TEMPERATURES", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
     "SuperInfoTerms", "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
     "ntxent_loss_local",
 ]
 
 CONDITIONAL_BOUNDS = ("kl", "club")
-DEFAULT_TEMPERATURE = 0.1
+# NT-Xent's temperature: one default per use, all of them here.
+TEMPERATURES = {
+    "loss": 0.1,            # the functions and SuperInfoLoss: SimCLR's best value at large batches
+    "small_images": 0.5,    # cifar10 / stl10 / digits presets: SimCLR's CIFAR-10 setting (batch 256-512)
+    "imagenet": 0.1,        # imagenet preset: SimCLR's ImageNet setting (batch 4096)
+    "world": 0.2,           # the exact-truth world (8-dim heads, batch 256; docs/superinfo-world.md)
+}
+DEFAULT_TEMPERATURE = TEMPERATURES["loss"]
 NTXENT = "ntxent"
 
 

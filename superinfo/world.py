@@ -23,7 +23,7 @@ from mi_toolkit.atomic import write_json_atomically
 from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from synthetic.multiview import LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
-from .objective import CONDITIONAL_BOUNDS, GaussianPosteriorHead, SuperInfoLoss
+from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss
 
 __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
            "exact_quantities"]
@@ -31,7 +31,8 @@ __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sw
 WORLDS = {"linear": MultiViewWorld, "nonlinear": NonlinearMultiViewWorld}
 
 DEFAULTS = dict(
-    lower_bound="ntxent", temperature=0.2, steps=800, batch_size=256, lr=0.01, z_dim=8, sigma=1.0,
+    lower_bound="ntxent", temperature=TEMPERATURES["world"], steps=800, batch_size=256, lr=0.01, z_dim=8,
+    sigma=1.0,
     encoder_layers=0, hidden=64, shared_dim=4, nuisance_dim=6, t1_dim=2, noise_std=0.3, world="linear",
     probe_samples=4000, probe_steps=100, log_every=50,
 )

@@ -188,3 +188,14 @@ def test_config_roundtrip():
     cfg = tiny_config("x")
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert dataclasses.replace(cfg, epochs=3).epochs == 3
+
+
+def test_every_temperature_default_comes_from_the_one_table():
+    from superinfo.objective import TEMPERATURES, SuperInfoLoss
+    from superinfo.world import DEFAULTS
+
+    assert SuperInfoLoss(8).temperature == TEMPERATURES["loss"] and DEFAULTS["temperature"] == TEMPERATURES["world"]
+    assert TrainConfig().temperature == TEMPERATURES["small_images"]
+    for name in PRESETS:
+        expected = TEMPERATURES["imagenet" if name == "imagenet" else "small_images"]
+        assert preset_config(name, sync_bn=False).temperature == expected, name

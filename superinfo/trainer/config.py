@@ -14,7 +14,7 @@ import torch
 from mi_toolkit.errors import ArgumentError
 from mi_toolkit.kernels import CALLER_BACKENDS
 
-from ..objective import CONDITIONAL_BOUNDS
+from ..objective import CONDITIONAL_BOUNDS, TEMPERATURES
 from .models import ARCHS
 
 __all__ = ["FINAL_EVALS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "preset_config",
@@ -46,7 +46,7 @@ class TrainConfig:
     lambda_b: float | None = None
     lower_bound: str = "ntxent"
     conditional: str = "kl"
-    temperature: float | None = 0.5
+    temperature: float | None = TEMPERATURES["small_images"]
     allow_negative_lambda: bool = False
     kernel_backend: str = "auto"
     # optimisation
@@ -115,20 +115,21 @@ class TrainConfig:
 
 # The paper protocol.  CIFAR-10/STL-10: ResNet-18 with the CIFAR stem, Adam, 200 epochs, batch 256.  ImageNet:
 # ResNet-50, LARS with SimCLR's lr = 0.3 * batch / 256 (4.8 at 4096), weight decay 1e-6, 10 warm-up epochs.
+_SMALL, _IMAGENET = TEMPERATURES["small_images"], TEMPERATURES["imagenet"]
 PRESETS: dict[str, dict] = {
     "cifar10": dict(dataset="cifar10", arch="resnet18", cifar_stem=True, epochs=200, batch_size=256,
-                    optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.5,
+                    optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=_SMALL,
                     final_eval="knn"),
     "stl10": dict(dataset="stl10", arch="resnet18", cifar_stem=True, epochs=200, batch_size=256,
-                  optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.5,
+                  optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=_SMALL,
                   final_eval="knn"),
     # The embedded default (superinfo demo): scikit-learn's digits at 16 px, a narrow ResNet-18, minutes on a CPU.
     "digits": dict(dataset="digits", arch="resnet18", width=8, cifar_stem=True, image_size=16, epochs=30,
-                   batch_size=128, optimizer="adam", lr=3e-3, weight_decay=1e-6, warmup_epochs=2, temperature=0.5,
+                   batch_size=128, optimizer="adam", lr=3e-3, weight_decay=1e-6, warmup_epochs=2, temperature=_SMALL,
                    final_eval="none", num_workers=0),
     "imagenet": dict(dataset="imagenet", arch="resnet50", cifar_stem=False, epochs=100, batch_size=4096,
                      optimizer="lars", lr=4.8, weight_decay=1e-6, momentum=0.9, warmup_epochs=10,
-                     temperature=0.1, final_eval="none", num_workers=8, sync_bn=True),
+                     temperature=_IMAGENET, final_eval="none", num_workers=8, sync_bn=True),
 }
 
 
