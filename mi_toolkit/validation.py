@@ -7,6 +7,8 @@ Tensors:  ``check_matrix`` (one [n, d] batch), ``check_pair`` (two batches of on
           ``check_rows``, ``check_same_kind``, ``check_finite``.
 Lists:    ``parse_floats``, ``parse_names`` (comma-separated command-line values).
 
+Every error is a ``mi_toolkit.errors.ArgumentError`` (a ValueError) or ``ArgumentTypeError`` (a TypeError).
+
 Value checks.  Shape, dtype and device checks only read metadata; a NaN/inf scan (``check_finite``) reads the
 values, which on an accelerator costs a host-device synchronisation.  Like ``torch.distributions``'
 ``validate_args`` they can be switched off::
@@ -24,6 +26,8 @@ import numbers
 
 import numpy as np
 import torch
+
+from .errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "value_checks", "value_checks_enabled", "NumberTypeError",
@@ -45,7 +49,7 @@ class value_checks:
     def __init__(self, enabled: bool):
         global _value_checks
         if not isinstance(enabled, bool):
-            raise TypeError(f"enabled must be True or False, got {enabled!r}")
+            raise ArgumentTypeError(f"enabled must be True or False, got {enabled!r}")
         self.enabled = enabled
         self._previous = _value_checks
         _value_checks = enabled
@@ -68,7 +72,7 @@ def value_checks_enabled() -> bool:
 
 
 # ------------------------------------------------------------------------------------------------- scalars
-class NumberTypeError(TypeError, ValueError):
+class NumberTypeError(ArgumentTypeError, ArgumentError):
     """A number argument that is not a real number at all (a string, a bool, None, ...).  Both a TypeError and a
     ValueError, so callers catching either keep working."""
 
@@ -81,31 +85,31 @@ def check_number(value, name: str, *, positive: bool = False, nonnegative: bool 
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise NumberTypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ArgumentError(f"{name} must be finite, got {value!r}")
     if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
+        raise ArgumentError(f"{name} must be > 0, got {value!r}")
     if nonnegative and value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ArgumentError(f"{name} must be >= 0, got {value!r}")
     return float(value)
 
 
 def check_int(value, name: str, minimum: int = 1) -> int:
     """An integer (Python or numpy, not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def check_bool(value, name: str) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
+        raise ArgumentTypeError(f"{name} must be True or False, got {value!r}")
     return value
 
 
 def check_choice(value, valid, name: str) -> str:
     """One of the strings in ``valid``."""
     if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in valid)}; got {value!r}")
+        raise ArgumentError(f"{name} must be one of {', '.join(repr(v) for v in valid)}; got {value!r}")
     return value
 
 
@@ -114,7 +118,7 @@ def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
     """Reject NaN/inf entries; does nothing while value checks are off (it reads the values: a device sync)."""
     if _value_checks and not bool(torch.isfinite(t).all()):
         bad = int((~torch.isfinite(t)).sum())
-        raise ValueError(f"{name} contains {bad} NaN/inf value(s); expected finite numbers")
+        raise ArgumentError(f"{name} contains {bad} NaN/inf value(s); expected finite numbers")
     return t
 
 
@@ -125,17 +129,17 @@ def as_float_tensor(value, name: str, dtype=torch.float32) -> torch.Tensor:
     if isinstance(value, (np.ndarray, list, tuple)):
         array = np.asarray(value)
         if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"{name} must hold numbers, got an array of dtype {array.dtype}")
+            raise ArgumentTypeError(f"{name} must hold numbers, got an array of dtype {array.dtype}")
         return torch.as_tensor(array, dtype=dtype)
-    raise TypeError(f"{name} must be a torch.Tensor or numpy array of shape [n, d], got {type(value).__name__}")
+    raise ArgumentTypeError(f"{name} must be a torch.Tensor or numpy array of shape [n, d], got {type(value).__name__}")
 
 
 def check_float_tensor(t, name: str, shape: str = "[n, d]") -> torch.Tensor:
     """A floating torch.Tensor (``shape`` only words the error)."""
     if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(t).__name__}")
+        raise ArgumentTypeError(f"{name} must be a torch.Tensor of shape {shape}, got {type(t).__name__}")
     if not t.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got dtype {t.dtype}")
+        raise ArgumentTypeError(f"{name} must be a floating tensor, got dtype {t.dtype}")
     return t
 
 
@@ -143,8 +147,8 @@ def check_features(t: torch.Tensor, expected: int, name: str, built_for: str | N
     """``t.shape[1] == expected``; ``built_for`` names what was built for that width (e.g. "infonce estimator")."""
     if t.shape[1] != expected:
         if built_for is not None:
-            raise ValueError(f"{name} has {t.shape[1]} features but the {built_for} was built for {expected}")
-        raise ValueError(f"{name} must have {expected} features, got shape {tuple(t.shape)}")
+            raise ArgumentError(f"{name} has {t.shape[1]} features but the {built_for} was built for {expected}")
+        raise ArgumentError(f"{name} must have {expected} features, got shape {tuple(t.shape)}")
     return t
 
 
@@ -153,7 +157,7 @@ def check_rows(t: torch.Tensor, name: str, minimum: int) -> torch.Tensor:
     n = t.shape[0]
     if n < minimum:
         why = "; the other rows are the negatives, and with one pair there are no negatives" if minimum >= 2 else ""
-        raise ValueError(f"{name} has {n} row{'' if n == 1 else 's'}, but the batch size must be at least {minimum} "
+        raise ArgumentError(f"{name} has {n} row{'' if n == 1 else 's'}, but the batch size must be at least {minimum} "
                          f"rows (N >= {minimum}){why}")
     return t
 
@@ -164,10 +168,10 @@ def check_matrix(t, name: str, *, features: int | None = None, built_for: str | 
     with ``finite``, no NaN/inf (a value check)."""
     check_float_tensor(t, name)
     if t.dim() != 2:
-        raise ValueError(f"{name} must have shape [n, d] (2 dims), got {t.dim()} dims with shape {tuple(t.shape)} "
+        raise ArgumentError(f"{name} must have shape [n, d] (2 dims), got {t.dim()} dims with shape {tuple(t.shape)} "
                          "(reshape it to 2-D)")
     if t.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column, got shape {tuple(t.shape)}")
+        raise ArgumentError(f"{name} must have at least one feature column, got shape {tuple(t.shape)}")
     if features is not None:
         check_features(t, features, name, built_for)
     if min_rows:
@@ -180,9 +184,9 @@ def check_matrix(t, name: str, *, features: int | None = None, built_for: str | 
 def check_same_kind(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
     """One dtype and one device."""
     if a.dtype != b.dtype:
-        raise TypeError(f"{names[0]} and {names[1]} must share a dtype, got {a.dtype} and {b.dtype}")
+        raise ArgumentTypeError(f"{names[0]} and {names[1]} must share a dtype, got {a.dtype} and {b.dtype}")
     if a.device != b.device:
-        raise ValueError(f"{names[0]} and {names[1]} must be on one device, got {a.device} and {b.device}")
+        raise ArgumentError(f"{names[0]} and {names[1]} must be on one device, got {a.device} and {b.device}")
 
 
 def check_pair(a, b, names: tuple[str, str], *, min_rows: int = 1, same_kind: bool = True,
@@ -192,7 +196,7 @@ def check_pair(a, b, names: tuple[str, str], *, min_rows: int = 1, same_kind: bo
     check_matrix(a, names[0], finite=False)
     check_matrix(b, names[1], finite=False)
     if a.shape != b.shape:
-        raise ValueError(f"{names[0]} and {names[1]} must have the same shape [n, d], got {tuple(a.shape)} "
+        raise ArgumentError(f"{names[0]} and {names[1]} must have the same shape [n, d], got {tuple(a.shape)} "
                          f"and {tuple(b.shape)}")
     if same_kind:
         check_same_kind(a, b, names)
@@ -210,7 +214,7 @@ def check_samples(x, y, *, min_batch: int = 2, x_name: str = "x", y_name: str = 
     check_matrix(x, x_name, finite=False)
     check_matrix(y, y_name, finite=False)
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{x_name} and {y_name} must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
+        raise ArgumentError(f"{x_name} and {y_name} must have the same batch size, got {x.shape[0]} and {y.shape[0]}")
     check_rows(x, x_name, min_batch)
     check_finite(x, x_name)
     check_finite(y, y_name)
@@ -221,7 +225,7 @@ def check_scores(scores, name: str = "scores", min_batch: int = 2) -> torch.Tens
     """A score matrix S[i, j] = f(x_i, y_j): square, floating, finite, at least min_batch rows."""
     check_float_tensor(scores, name, "[N, N]")
     if scores.dim() != 2 or scores.shape[0] != scores.shape[1]:
-        raise ValueError(f"{name} must be a square [N, N] matrix with positives on the diagonal, got shape {tuple(scores.shape)}")
+        raise ArgumentError(f"{name} must be a square [N, N] matrix with positives on the diagonal, got shape {tuple(scores.shape)}")
     check_rows(scores, name, min_batch)
     return check_finite(scores, name)
 
@@ -229,11 +233,11 @@ def check_scores(scores, name: str = "scores", min_batch: int = 2) -> torch.Tens
 def check_vector(v, name: str, n: int | None = None) -> torch.Tensor:
     """A 1-D floating tensor (of length ``n`` when given), finite."""
     if not isinstance(v, torch.Tensor) or not v.is_floating_point():
-        raise TypeError(f"{name} must be a floating torch.Tensor, got {type(v).__name__}")
+        raise ArgumentTypeError(f"{name} must be a floating torch.Tensor, got {type(v).__name__}")
     if v.dim() != 1:
-        raise ValueError(f"{name} must be 1-D [N], got shape {tuple(v.shape)}")
+        raise ArgumentError(f"{name} must be 1-D [N], got shape {tuple(v.shape)}")
     if n is not None and v.shape[0] != n:
-        raise ValueError(f"{name} must have length {n}, got {v.shape[0]}")
+        raise ArgumentError(f"{name} must have length {n}, got {v.shape[0]}")
     return check_finite(v, name)
 
 

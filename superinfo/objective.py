@@ -33,6 +33,7 @@ from mi_toolkit import kernels
 from mi_toolkit.bounds import club_upper_bound, gaussian_kl_diag, infonce_lower_bound
 from mi_toolkit.critics import gaussian_log_density_matrix, mlp
 from mi_toolkit.distributed import all_gather_with_grad, is_distributed, rank
+from mi_toolkit.errors import ArgumentError
 from mi_toolkit.validation import check_int, check_matrix, check_number, check_pair
 
 __all__ = [
@@ -314,7 +315,7 @@ class SuperInfoLoss(nn.Module):
     def _check_lambda(self, value, name):
         value = check_number(value, name)
         if value < 0 and not self.allow_negative_lambda:
-            raise ValueError(f"{name} = {value} is negative, which rewards superfluous information; pass "
+            raise ArgumentError(f"{name} = {value} is negative, which rewards superfluous information; pass "
                              "allow_negative_lambda=True (CLI: --allow-negative-lambda) if that is what you want")
         return value
 
