@@ -1,18 +1,14 @@
-"""Multi-view worlds and conditional tasks whose information quantities are exact.
+"""Multi-view worlds whose information quantities are exact.
 
-Everything here is jointly Gaussian (or an invertible function of something jointly Gaussian), so mutual and
-conditional mutual information are log-determinants of covariance blocks:
+Everything here is jointly Gaussian (or an invertible function of something jointly Gaussian), so every mutual and
+conditional mutual information is a closed form of ``synthetic.gaussian`` (log-determinants of covariance blocks).
 
-    I(A;B|C) = 1/2 log( |S_AC| |S_BC| / (|S_C| |S_ABC|) )          (nats; I(A;B) is the case C = {})
-
-* ``gaussian_conditional_mi(cov, a_idx, b_idx, c_idx)`` / ``gaussian_mi``: the formula above, float64.
 * ``MultiViewWorld``: shared latent s, view-specific n1, n2, the non-shared task-relevant t1 = n1[:t1_dim];
   v1 = A1 [s + e1; n1], v2 = A2 [s + e2; n2] with random invertible A.  For any linear-Gaussian encoder
   z = W v + b + noise it gives I(z1;z2), the superfluous I(z1;v1|v2), I(z1;s), I(z1;t1), the expected KL bound of
   the SuperInfo objective, and the Bayes accuracy of the two probe tasks, all exactly.
 * ``NonlinearMultiViewWorld``: views pushed through an invertible non-linear mixing v = B g(A u); every quantity
   between views and latents is unchanged (invariance of MI under invertible maps of one side).
-* ``ConditionalGaussian``: X, Y, Z jointly Gaussian, any dims, with a chosen I(X;Y|Z).
 
 Samples come from ``torch`` generators (like ``synthetic.tasks``); covariance maths is numpy float64.
 """
@@ -23,155 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import stats
 
-from .tasks import LOG_2PI, _check_mi, make_transform, rho_for_mi
+from mi_toolkit.validation import check_int, check_number
 
-__all__ = [
-    "gaussian_entropy", "gaussian_mi", "gaussian_conditional_mi", "gaussian_kl", "random_invertible_matrix",
-    "LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld", "NonlinearMultiViewWorld", "ConditionalGaussian",
-]
+from .gaussian import _check_cov, _expected_kl, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix
+from .tasks import make_transform
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Closed forms
-# ---------------------------------------------------------------------------------------------------------------
-def _check_cov(cov, name: str = "cov") -> np.ndarray:
-    cov = np.asarray(cov, dtype=np.float64)
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise ValueError(f"{name} must be a square [d, d] matrix, got shape {cov.shape}")
-    if not np.all(np.isfinite(cov)):
-        raise ValueError(f"{name} contains NaN/inf values")
-    if not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-10 * max(1.0, float(np.abs(cov).max(initial=0.0)))):
-        raise ValueError(f"{name} must be symmetric")
-    return 0.5 * (cov + cov.T)
-
-
-def _check_index(idx, dim: int, name: str) -> np.ndarray:
-    if isinstance(idx, slice):
-        idx = range(dim)[idx]
-    try:
-        arr = np.asarray(list(idx), dtype=np.int64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of integer indices, got {idx!r}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a flat sequence of indices, got shape {arr.shape}")
-    if arr.size and (arr.min() < 0 or arr.max() >= dim):
-        raise ValueError(f"{name} holds indices outside [0, {dim}): {arr.tolist()}")
-    if len(set(arr.tolist())) != arr.size:
-        raise ValueError(f"{name} repeats an index: {arr.tolist()}")
-    return arr
-
-
-def _logdet_matrix(block: np.ndarray, scale: float | None = None) -> float:
-    """log |block| for a symmetric PSD matrix; -inf when singular (smallest eigenvalue at round-off level of
-    ``scale``, default the block's largest diagonal entry)."""
-    if block.shape[0] == 0:
-        return 0.0
-    scale = float(np.abs(np.diag(block)).max(initial=0.0)) if scale is None else scale
-    eig = np.linalg.eigvalsh(0.5 * (block + block.T))
-    if eig.min() <= 1e-12 * max(scale, 1e-300):
-        return -math.inf
-    return float(np.log(eig).sum())
-
-
-def _logdet(cov: np.ndarray, idx: np.ndarray) -> float:
-    """log |cov[idx, idx]|; -inf when the block is singular (a deterministic relation inside it)."""
-    return _logdet_matrix(cov[np.ix_(idx, idx)])
-
-
-def _conditional_cov(cov: np.ndarray, a: np.ndarray, given: np.ndarray) -> np.ndarray:
-    """Cov(A | X) = S_AA - S_AX S_XX^+ S_XA (pseudo-inverse: X may itself be degenerate)."""
-    s_aa = cov[np.ix_(a, a)]
-    if given.size == 0:
-        return s_aa
-    s_ax = cov[np.ix_(a, given)]
-    return s_aa - s_ax @ np.linalg.pinv(cov[np.ix_(given, given)], rcond=1e-12, hermitian=True) @ s_ax.T
-
-
-def gaussian_entropy(cov, idx=None) -> float:
-    """Differential entropy (nats) of N(., cov[idx, idx]); -inf for a singular block."""
-    cov = _check_cov(cov)
-    idx = np.arange(cov.shape[0]) if idx is None else _check_index(idx, cov.shape[0], "idx")
-    return 0.5 * (idx.size * (1.0 + LOG_2PI) + _logdet(cov, idx))
-
-
-def gaussian_conditional_mi(cov, a_idx, b_idx, c_idx=()) -> float:
-    """I(A;B|C) in nats for jointly Gaussian variables with covariance ``cov`` (blocks picked by index lists).
-
-    Computed as 1/2 log |Cov(A|C)| / |Cov(A|B,C)| (Schur complements with a pseudo-inverse), which equals
-    1/2 log(|S_AC||S_BC| / (|S_C||S_ABC|)) whenever all four blocks are regular and stays correct when B or C is
-    degenerate (e.g. views that share a noiseless part).  ``c_idx=()`` gives I(A;B).  Returns ``inf`` when A is
-    (partly) a deterministic function of B given C; raises when A itself is degenerate given C.
-    """
-    cov = _check_cov(cov)
-    d = cov.shape[0]
-    a, b, c = (_check_index(i, d, n) for i, n in ((a_idx, "a_idx"), (b_idx, "b_idx"), (c_idx, "c_idx")))
-    if a.size == 0 or b.size == 0:
-        raise ValueError("a_idx and b_idx must each name at least one variable")
-    for (x, xn), (y, yn) in (((a, "a_idx"), (b, "b_idx")), ((a, "a_idx"), (c, "c_idx")), ((b, "b_idx"), (c, "c_idx"))):
-        if set(x.tolist()) & set(y.tolist()):
-            raise ValueError(f"{xn} and {yn} must be disjoint, both hold {sorted(set(x.tolist()) & set(y.tolist()))}")
-    scale = float(np.abs(np.diag(cov[np.ix_(a, a)])).max(initial=0.0))
-    ld_given_c = _logdet_matrix(_conditional_cov(cov, a, c), scale)
-    if not math.isfinite(ld_given_c):
-        raise ValueError("A is degenerate given C (a singular conditional covariance): I(A;B|C) is undefined")
-    ld_given_bc = _logdet_matrix(_conditional_cov(cov, a, np.concatenate([b, c])), scale)
-    if not math.isfinite(ld_given_bc):
-        return math.inf
-    return max(0.5 * (ld_given_c - ld_given_bc), 0.0)
-
-
-def gaussian_mi(cov, a_idx, b_idx) -> float:
-    """I(A;B) in nats for jointly Gaussian variables."""
-    return gaussian_conditional_mi(cov, a_idx, b_idx, ())
-
-
-def gaussian_kl(mean1, cov1, mean2, cov2) -> float:
-    """KL( N(mean1, cov1) || N(mean2, cov2) ) in nats, full covariances, float64."""
-    cov1, cov2 = _check_cov(cov1, "cov1"), _check_cov(cov2, "cov2")
-    mean1, mean2 = np.asarray(mean1, dtype=np.float64), np.asarray(mean2, dtype=np.float64)
-    k = cov1.shape[0]
-    if cov2.shape != (k, k) or mean1.shape != (k,) or mean2.shape != (k,):
-        raise ValueError(f"shapes disagree: mean1 {mean1.shape}, cov1 {cov1.shape}, mean2 {mean2.shape}, cov2 {cov2.shape}")
-    return _expected_kl(cov1, cov2, np.zeros((k, k)), mean1 - mean2)
-
-
-def _expected_kl(cov1, cov2, cov_delta, mean_delta) -> float:
-    """E KL(N(m1, C1) || N(m2, C2)) where m1 - m2 has mean ``mean_delta`` and covariance ``cov_delta``."""
-    k = cov1.shape[0]
-    ld1, ld2 = _logdet(cov1, np.arange(k)), _logdet(cov2, np.arange(k))
-    if not math.isfinite(ld2):
-        raise ValueError("the second Gaussian's covariance is singular: KL is infinite or undefined")
-    if not math.isfinite(ld1):
-        return math.inf
-    solve = np.linalg.solve(cov2, cov1 + cov_delta + np.outer(mean_delta, mean_delta))
-    return 0.5 * (float(np.trace(solve)) - k + ld2 - ld1)
-
-
-def random_invertible_matrix(dim: int, rng: np.random.Generator, condition: float = 4.0) -> np.ndarray:
-    """Q1 diag(s) Q2 with Haar-random orthogonal Q's and singular values log-uniform in [1/sqrt(c), sqrt(c)]."""
-    if condition < 1:
-        raise ValueError(f"condition must be >= 1, got {condition!r}")
-    if dim == 1:
-        return np.array([[float(np.exp(rng.uniform(-0.5, 0.5) * math.log(condition)))]])
-    q1 = stats.ortho_group.rvs(dim, random_state=rng)
-    q2 = stats.ortho_group.rvs(dim, random_state=rng)
-    singular = np.exp(rng.uniform(-0.5, 0.5, size=dim) * math.log(condition))
-    return q1 @ np.diag(singular) @ q2
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_nonneg(value, name: str, positive: bool = False) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
-    if not ok or value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
-    return float(value)
+__all__ = ["LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld", "NonlinearMultiViewWorld"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -261,14 +115,14 @@ class MultiViewWorld:
 
     def __init__(self, shared_dim: int = 4, nuisance_dim: int = 6, t1_dim: int = 2, noise_std: float = 0.3,
                  condition: float = 4.0, seed: int = 0):
-        self.shared_dim = _check_int(shared_dim, "shared_dim", 1)
-        self.nuisance_dim = _check_int(nuisance_dim, "nuisance_dim", 1)
-        self.t1_dim = _check_int(t1_dim, "t1_dim", 1)
+        self.shared_dim = check_int(shared_dim, "shared_dim", 1)
+        self.nuisance_dim = check_int(nuisance_dim, "nuisance_dim", 1)
+        self.t1_dim = check_int(t1_dim, "t1_dim", 1)
         if self.t1_dim > self.nuisance_dim:
             raise ValueError(f"t1_dim must be <= nuisance_dim ({self.nuisance_dim}): t1 is a slice of n1, got {t1_dim}")
-        self.noise_std = _check_nonneg(noise_std, "noise_std")
-        self.condition = _check_nonneg(condition, "condition", positive=True)
-        self.seed = _check_int(seed, "seed", 0)
+        self.noise_std = check_number(noise_std, "noise_std", nonnegative=True)
+        self.condition = check_number(condition, "condition", positive=True)
+        self.seed = check_int(seed, "seed", 0)
         rng = np.random.default_rng(self.seed)
         self.view_dim = self.shared_dim + self.nuisance_dim
         self.mixing1 = random_invertible_matrix(self.view_dim, rng, self.condition)
@@ -441,7 +295,7 @@ class MultiViewWorld:
 
     # -- sampling -----------------------------------------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32) -> MultiViewSample:
-        n = _check_int(n, "n", 1)
+        n = check_int(n, "n", 1)
         xi = torch.randn(n, self.source_dim, generator=generator, dtype=torch.float64)
         parts = {name: xi @ torch.from_numpy(self._loadings[name]).T
                  for name in ("s", "e1", "e2", "n1", "n2", "t1", "v1", "v2", "shared_score", "t1_score")}
@@ -476,7 +330,7 @@ class NonlinearMultiViewWorld(MultiViewWorld):
             raise ValueError(f"nonlinearity must be one of asinh, cubic, half-cube, got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self.transform = make_transform(nonlinearity, self.view_dim)
-        self.scale = _check_nonneg(scale, "scale", positive=True)
+        self.scale = check_number(scale, "scale", positive=True)
         rng = np.random.default_rng([self.seed, 1])
         self.outer_mixing1 = random_invertible_matrix(self.view_dim, rng, self.condition)
         self.outer_mixing2 = random_invertible_matrix(self.view_dim, rng, self.condition)
@@ -501,97 +355,3 @@ class NonlinearMultiViewWorld(MultiViewWorld):
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Conditional Gaussian task
-# ---------------------------------------------------------------------------------------------------------------
-class ConditionalGaussian:
-    """X, Y, Z jointly Gaussian (any dims) with a chosen conditional MI I(X;Y|Z) = ``cmi`` nats.
-
-    Construction: z ~ N(0, I); (a, b) with per-coordinate correlation rho on the first min(dim_x, dim_y)
-    coordinates, independent of z; x = Mx a + z_strength Bx z, y = My b + z_strength By z with random invertible
-    Mx, My and random Bx, By.  I(X;Y|Z) = I(a;b) = cmi, whatever the mixing, while I(X;Y) (``mi_xy``) differs
-    from it in either direction (conditioning on a common cause can add or remove dependence): the task separates
-    conditional from plain dependence.  ``cmi=0`` gives X and Y dependent yet conditionally independent.  ``covariance`` and ``blocks``
-    give the joint covariance of [x, y, z] for ``gaussian_conditional_mi``.
-    """
-
-    def __init__(self, dim_x: int, dim_y: int, dim_z: int, cmi: float, z_strength: float = 1.0, seed: int = 0):
-        self.dim_x = _check_int(dim_x, "dim_x", 1)
-        self.dim_y = _check_int(dim_y, "dim_y", 1)
-        self.dim_z = _check_int(dim_z, "dim_z", 1)
-        self.cmi = _check_mi(cmi)
-        self.z_strength = _check_nonneg(z_strength, "z_strength")
-        self.seed = _check_int(seed, "seed", 0)
-        k = min(self.dim_x, self.dim_y)
-        self.rho = rho_for_mi(k, self.cmi) if self.cmi > 0 else 0.0
-        rng = np.random.default_rng(self.seed)
-        self.mix_x = random_invertible_matrix(self.dim_x, rng)
-        self.mix_y = random_invertible_matrix(self.dim_y, rng)
-        self.z_to_x = self.z_strength * rng.standard_normal((self.dim_x, self.dim_z)) / math.sqrt(self.dim_z)
-        self.z_to_y = self.z_strength * rng.standard_normal((self.dim_y, self.dim_z)) / math.sqrt(self.dim_z)
-        # source [a, b_indep, z]: b = rho a[:k] (padded) + sqrt(1 - rho^2) b_indep on the first k coordinates
-        dx, dy, dz = self.dim_x, self.dim_y, self.dim_z
-        la = np.hstack([np.eye(dx), np.zeros((dx, dy + dz))])
-        couple = np.zeros((dy, dx))
-        couple[:k, :k] = self.rho * np.eye(k)
-        indep = np.eye(dy)
-        indep[:k, :k] *= math.sqrt(1.0 - self.rho ** 2)
-        lb = np.hstack([couple, indep, np.zeros((dy, dz))])
-        lz = np.hstack([np.zeros((dz, dx + dy)), np.eye(dz)])
-        self._loadings = np.vstack([self.mix_x @ la + self.z_to_x @ lz, self.mix_y @ lb + self.z_to_y @ lz, lz])
-        self.covariance = self._loadings @ self._loadings.T
-        self.blocks = {"x": np.arange(dx), "y": np.arange(dx, dx + dy), "z": np.arange(dx + dy, dx + dy + dz)}
-        self.name = f"conditional-gaussian(dx={dx}, dy={dy}, dz={dz}, cmi={self.cmi:g})"
-
-    @property
-    def mi_xy(self) -> float:
-        """I(X;Y) without conditioning (closed form)."""
-        return gaussian_mi(self.covariance, self.blocks["x"], self.blocks["y"])
-
-    @property
-    def cmi_closed_form(self) -> float:
-        """I(X;Y|Z) recomputed from the covariance (equals ``cmi``)."""
-        return gaussian_conditional_mi(self.covariance, self.blocks["x"], self.blocks["y"], self.blocks["z"])
-
-    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
-        n = _check_int(n, "n", 1)
-        src = torch.randn(n, self._loadings.shape[1], generator=generator, dtype=torch.float64)
-        joint = src @ torch.from_numpy(self._loadings).T
-        bx, by, bz = (self.blocks[k] for k in ("x", "y", "z"))
-        return (joint[:, bx[0]:bx[-1] + 1].to(dtype), joint[:, by[0]:by[-1] + 1].to(dtype),
-                joint[:, bz[0]:bz[-1] + 1].to(dtype))
-
-    def conditional(self, target: str, given: tuple[str, ...]):
-        """p(target | given) as ``(gain, cov)``: mean = gain @ concat(given), covariance ``cov`` (zero means)."""
-        for name in (target, *given):
-            if name not in self.blocks:
-                raise ValueError(f"unknown variable {name!r}; valid: x, y, z")
-        t = self.blocks[target]
-        g = np.concatenate([self.blocks[n] for n in given])
-        c = self.covariance
-        gain = np.linalg.solve(c[np.ix_(g, g)], c[np.ix_(g, t)]).T
-        cov = c[np.ix_(t, t)] - gain @ c[np.ix_(g, t)]
-        return gain, 0.5 * (cov + cov.T)
-
-    def log_density_ratio(self, x, y, z) -> np.ndarray:
-        """log p(x, y | z) - log p(x | z) - log p(y | z) per row: its mean is I(X;Y|Z) (the pointwise CMI)."""
-        x, y, z = (np.asarray(t, dtype=np.float64) for t in (x, y, z))
-
-        def cond_logpdf(target, tv, given, gv):
-            gain, cov = self.conditional(target, given)
-            resid = tv - gv @ gain.T
-            return stats.multivariate_normal(np.zeros(cov.shape[0]), cov).logpdf(resid).reshape(-1)
-
-        xy = np.concatenate([x, y], 1)
-        c = self.covariance
-        bxy = np.concatenate([self.blocks["x"], self.blocks["y"]])
-        bz = self.blocks["z"]
-        gain = np.linalg.solve(c[np.ix_(bz, bz)], c[np.ix_(bz, bxy)]).T
-        cov = c[np.ix_(bxy, bxy)] - gain @ c[np.ix_(bz, bxy)]
-        joint = stats.multivariate_normal(np.zeros(len(bxy)), 0.5 * (cov + cov.T)).logpdf(xy - z @ gain.T).reshape(-1)
-        return joint - cond_logpdf("x", x, ("z",), z) - cond_logpdf("y", y, ("z",), z)
-
-    def __repr__(self):
-        return self.name

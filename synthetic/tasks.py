@@ -1,38 +1,71 @@
 """Synthetic tasks that carry their true MI (and, where known, H(Y) and the true conditional density).
 
-Every task draws paired samples ``x, y = task.sample(n, generator)`` of shape [n, dim_x], [n, dim_y] and knows
-``task.mi`` in nats, so tests and plots never recompute the truth by hand.
+Every task satisfies the ``MITask`` protocol: it draws paired samples ``x, y = task.sample(n, generator, dtype)`` of
+shape [n, dim_x], [n, dim_y] and knows ``task.mi`` in nats, so tests and plots never recompute the truth by hand.
+The conditional task (``ConditionalGaussian``) satisfies ``ConditionalMITask``: ``x, y, z = task.sample(...)`` and
+``task.cmi`` = I(X;Y|Z).
+
+* Tasks: ``CorrelatedGaussian``, ``StudentT``; ``ConditionalGaussian``.
+* MI-preserving transforms (``Transform`` and its subclasses, by name through ``make_transform``) and
+  ``Transformed(task, transform_x, transform_y)``, which applies them to any task's samples and keeps its MI.
+* ``Staircase``: the benchmark's schedule of MI levels.
 """
 from __future__ import annotations
 
 import math
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from scipy import integrate, special, stats
 
-LOG_2PI = math.log(2 * math.pi)
+from mi_toolkit.validation import check_int, check_number
 
+from .gaussian import LOG_2PI, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix, rho_for_mi
 
-def _check_dim(dim) -> int:
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
-    return int(dim)
-
-
-def _check_mi(mi) -> float:
-    if isinstance(mi, bool) or not isinstance(mi, (int, float, np.floating, np.integer)) or not math.isfinite(mi) or mi < 0:
-        raise ValueError(f"mi must be a finite number of nats >= 0, got {mi!r}")
-    return float(mi)
-
-
-def rho_for_mi(dim: int, mi: float) -> float:
-    """Per-dimension correlation giving I = -(dim/2) log(1 - rho^2) nats."""
-    return math.sqrt(-math.expm1(-2.0 * mi / dim))
+__all__ = [
+    "MITask", "ConditionalMITask", "Transform", "Cubic", "Asinh", "HalfCube", "RandomRotation", "TRANSFORMS",
+    "make_transform", "Transformed", "CorrelatedGaussian", "StudentT", "ConditionalGaussian", "Staircase",
+    "student_t_mi_correction",
+]
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# MI-preserving transforms of y (elementwise and invertible, or orthogonal): they change H(Y), never I(X;Y).
+# The task protocols
+# ---------------------------------------------------------------------------------------------------------------
+@runtime_checkable
+class MITask(Protocol):
+    """Paired samples with a known I(X;Y)."""
+
+    dim_x: int
+    dim_y: int
+    mi: float       # the true I(X;Y), nats
+    name: str
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x [n, dim_x], y [n, dim_y])``, reproducible for a seeded ``generator``."""
+        ...
+
+
+@runtime_checkable
+class ConditionalMITask(Protocol):
+    """Triples with a known conditional I(X;Y|Z)."""
+
+    dim_x: int
+    dim_y: int
+    dim_z: int
+    cmi: float      # the true I(X;Y|Z), nats
+    name: str
+
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x [n, dim_x], y [n, dim_y], z [n, dim_z])``."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# MI-preserving transforms (elementwise and invertible, or orthogonal): they change H(Y), never I(X;Y).
 # ---------------------------------------------------------------------------------------------------------------
 def _expected_under_normal(fn) -> float:
     """E fn(z), z ~ N(0, 1), by adaptive quadrature."""
@@ -138,6 +171,41 @@ def make_transform(name: str | Transform | None, dim: int, seed: int = 0) -> Tra
     return RandomRotation(dim, seed) if name == "rotation" else TRANSFORMS[name]()
 
 
+class Transformed:
+    """Any ``MITask`` with invertible transforms applied to its samples: x -> transform_x(x), y -> transform_y(y).
+
+    Invertible maps of either side leave I(X;Y) unchanged, so ``mi`` is the task's.  The transforms are
+    ``Transform`` instances or names of ``TRANSFORMS`` (``rotation`` is drawn for the side's dimension with
+    ``seed``); None is the identity.  ``sample`` draws the task's samples with the same generator and transforms
+    them, so it gives exactly ``transform(task.sample(...))``.  What depends on the marginals (H(Y), densities) is
+    not carried over; the wrapped task stays reachable as ``task``.
+    """
+
+    def __init__(self, task: MITask, transform_x: str | Transform | None = None,
+                 transform_y: str | Transform | None = None, seed: int = 0):
+        if not isinstance(task, MITask):
+            raise TypeError(f"task must be an MITask (dim_x, dim_y, mi, name and sample(n, generator, dtype)), "
+                            f"got {type(task).__name__}")
+        self.task = task
+        self.transform_x = make_transform(transform_x, task.dim_x, seed)
+        self.transform_y = make_transform(transform_y, task.dim_y, seed)
+        self.dim_x, self.dim_y, self.mi = task.dim_x, task.dim_y, task.mi
+        sides = [f"{side}: {t.name}" for side, t in (("x", self.transform_x), ("y", self.transform_y))
+                 if t.name != "identity"]
+        self.name = f"{task.name} [{', '.join(sides)}]" if sides else task.name
+
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
+        x, y = self.task.sample(n, generator, dtype)
+        return self.transform_x.forward(x), self.transform_y.forward(y)
+
+    def untransform(self, x: torch.Tensor, y: torch.Tensor):
+        """The wrapped task's samples back from transformed ones."""
+        return self.transform_x.inverse(x), self.transform_y.inverse(y)
+
+    def __repr__(self):
+        return self.name
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Tasks
 # ---------------------------------------------------------------------------------------------------------------
@@ -145,12 +213,13 @@ class CorrelatedGaussian:
     """x, y0 ~ N(0, I_dim) with corr(x_k, y0_k) = rho on each coordinate; y = transform(y0).
 
     True MI = -(dim/2) log(1 - rho^2), whatever the (invertible) transform.  Knows H(Y) and the true conditional
-    log p(y|x), so the optimal critic and the exact CLUB value can be written down.
+    log p(y|x), so the optimal critic and the exact CLUB value can be written down.  Its samples equal those of
+    ``Transformed(CorrelatedGaussian(dim, mi), transform_y=transform, seed=seed)``, which knows none of that.
     """
 
     def __init__(self, dim: int, mi: float, transform: str | Transform | None = None, seed: int = 0):
-        self.dim = self.dim_x = self.dim_y = _check_dim(dim)
-        self.mi = _check_mi(mi)
+        self.dim = self.dim_x = self.dim_y = check_int(dim, "dim")
+        self.mi = check_number(mi, "mi", nonnegative=True)
         self.rho = rho_for_mi(self.dim, self.mi)
         self.transform = make_transform(transform, self.dim, seed)
         self.name = f"gaussian(dim={self.dim}, mi={self.mi:g}" + (
@@ -208,15 +277,13 @@ class StudentT:
     """
 
     def __init__(self, dim: int, dof: float, mi: float | None = None, rho: float | None = None):
-        self.dim = self.dim_x = self.dim_y = _check_dim(dim)
-        if isinstance(dof, bool) or not isinstance(dof, (int, float)) or not math.isfinite(dof) or dof <= 0:
-            raise ValueError(f"dof must be a finite number > 0, got {dof!r}")
-        self.dof = float(dof)
+        self.dim = self.dim_x = self.dim_y = check_int(dim, "dim")
+        self.dof = check_number(dof, "dof", positive=True)
         self.correction = student_t_mi_correction(self.dof, self.dim, self.dim)
         if (mi is None) == (rho is None):
             raise ValueError("give exactly one of mi (nats) or rho (per-coordinate correlation)")
         if mi is not None:
-            mi = _check_mi(mi)
+            mi = check_number(mi, "mi", nonnegative=True)
             if mi < self.correction:
                 raise ValueError(f"mi must be >= {self.correction:.4f} nats for dim={dim}, dof={dof:g} "
                                  f"(the heavy tail alone carries that much), got {mi}")
@@ -256,16 +323,111 @@ class StudentT:
         return self.name
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# The conditional task
+# ---------------------------------------------------------------------------------------------------------------
+class ConditionalGaussian:
+    """X, Y, Z jointly Gaussian (any dims) with a chosen conditional MI I(X;Y|Z) = ``cmi`` nats.
+
+    Construction: z ~ N(0, I); (a, b) with per-coordinate correlation rho on the first min(dim_x, dim_y)
+    coordinates, independent of z; x = Mx a + z_strength Bx z, y = My b + z_strength By z with random invertible
+    Mx, My and random Bx, By.  I(X;Y|Z) = I(a;b) = cmi, whatever the mixing, while I(X;Y) (``mi_xy``) differs
+    from it in either direction (conditioning on a common cause can add or remove dependence): the task separates
+    conditional from plain dependence.  ``cmi=0`` gives X and Y dependent yet conditionally independent.  ``covariance`` and ``blocks``
+    give the joint covariance of [x, y, z] for ``gaussian_conditional_mi``.
+    """
+
+    def __init__(self, dim_x: int, dim_y: int, dim_z: int, cmi: float, z_strength: float = 1.0, seed: int = 0):
+        self.dim_x = check_int(dim_x, "dim_x", 1)
+        self.dim_y = check_int(dim_y, "dim_y", 1)
+        self.dim_z = check_int(dim_z, "dim_z", 1)
+        self.cmi = check_number(cmi, "cmi", nonnegative=True)
+        self.z_strength = check_number(z_strength, "z_strength", nonnegative=True)
+        self.seed = check_int(seed, "seed", 0)
+        k = min(self.dim_x, self.dim_y)
+        self.rho = rho_for_mi(k, self.cmi) if self.cmi > 0 else 0.0
+        rng = np.random.default_rng(self.seed)
+        self.mix_x = random_invertible_matrix(self.dim_x, rng)
+        self.mix_y = random_invertible_matrix(self.dim_y, rng)
+        self.z_to_x = self.z_strength * rng.standard_normal((self.dim_x, self.dim_z)) / math.sqrt(self.dim_z)
+        self.z_to_y = self.z_strength * rng.standard_normal((self.dim_y, self.dim_z)) / math.sqrt(self.dim_z)
+        # source [a, b_indep, z]: b = rho a[:k] (padded) + sqrt(1 - rho^2) b_indep on the first k coordinates
+        dx, dy, dz = self.dim_x, self.dim_y, self.dim_z
+        la = np.hstack([np.eye(dx), np.zeros((dx, dy + dz))])
+        couple = np.zeros((dy, dx))
+        couple[:k, :k] = self.rho * np.eye(k)
+        indep = np.eye(dy)
+        indep[:k, :k] *= math.sqrt(1.0 - self.rho ** 2)
+        lb = np.hstack([couple, indep, np.zeros((dy, dz))])
+        lz = np.hstack([np.zeros((dz, dx + dy)), np.eye(dz)])
+        self._loadings = np.vstack([self.mix_x @ la + self.z_to_x @ lz, self.mix_y @ lb + self.z_to_y @ lz, lz])
+        self.covariance = self._loadings @ self._loadings.T
+        self.blocks = {"x": np.arange(dx), "y": np.arange(dx, dx + dy), "z": np.arange(dx + dy, dx + dy + dz)}
+        self.name = f"conditional-gaussian(dx={dx}, dy={dy}, dz={dz}, cmi={self.cmi:g})"
+
+    @property
+    def mi_xy(self) -> float:
+        """I(X;Y) without conditioning (closed form)."""
+        return gaussian_mi(self.covariance, self.blocks["x"], self.blocks["y"])
+
+    @property
+    def cmi_closed_form(self) -> float:
+        """I(X;Y|Z) recomputed from the covariance (equals ``cmi``)."""
+        return gaussian_conditional_mi(self.covariance, self.blocks["x"], self.blocks["y"], self.blocks["z"])
+
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
+        n = check_int(n, "n", 1)
+        src = torch.randn(n, self._loadings.shape[1], generator=generator, dtype=torch.float64)
+        joint = src @ torch.from_numpy(self._loadings).T
+        bx, by, bz = (self.blocks[k] for k in ("x", "y", "z"))
+        return (joint[:, bx[0]:bx[-1] + 1].to(dtype), joint[:, by[0]:by[-1] + 1].to(dtype),
+                joint[:, bz[0]:bz[-1] + 1].to(dtype))
+
+    def conditional(self, target: str, given: tuple[str, ...]):
+        """p(target | given) as ``(gain, cov)``: mean = gain @ concat(given), covariance ``cov`` (zero means)."""
+        for name in (target, *given):
+            if name not in self.blocks:
+                raise ValueError(f"unknown variable {name!r}; valid: x, y, z")
+        t = self.blocks[target]
+        g = np.concatenate([self.blocks[n] for n in given])
+        c = self.covariance
+        gain = np.linalg.solve(c[np.ix_(g, g)], c[np.ix_(g, t)]).T
+        cov = c[np.ix_(t, t)] - gain @ c[np.ix_(g, t)]
+        return gain, 0.5 * (cov + cov.T)
+
+    def log_density_ratio(self, x, y, z) -> np.ndarray:
+        """log p(x, y | z) - log p(x | z) - log p(y | z) per row: its mean is I(X;Y|Z) (the pointwise CMI)."""
+        x, y, z = (np.asarray(t, dtype=np.float64) for t in (x, y, z))
+
+        def cond_logpdf(target, tv, given, gv):
+            gain, cov = self.conditional(target, given)
+            resid = tv - gv @ gain.T
+            return stats.multivariate_normal(np.zeros(cov.shape[0]), cov).logpdf(resid).reshape(-1)
+
+        xy = np.concatenate([x, y], 1)
+        c = self.covariance
+        bxy = np.concatenate([self.blocks["x"], self.blocks["y"]])
+        bz = self.blocks["z"]
+        gain = np.linalg.solve(c[np.ix_(bz, bz)], c[np.ix_(bz, bxy)]).T
+        cov = c[np.ix_(bxy, bxy)] - gain @ c[np.ix_(bz, bxy)]
+        joint = stats.multivariate_normal(np.zeros(len(bxy)), 0.5 * (cov + cov.T)).logpdf(xy - z @ gain.T).reshape(-1)
+        return joint - cond_logpdf("x", x, ("z",), z) - cond_logpdf("y", y, ("z",), z)
+
+    def __repr__(self):
+        return self.name
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The benchmark schedule
+# ---------------------------------------------------------------------------------------------------------------
 class Staircase:
     """The standard benchmark schedule: true MI steps through ``levels``, ``steps_per_level`` training steps each."""
 
     def __init__(self, levels=(2.0, 4.0, 6.0, 8.0, 10.0), steps_per_level: int = 2000):
         if len(levels) == 0:
             raise ValueError("levels must hold at least one MI value")
-        self.levels = [_check_mi(m) for m in levels]
-        if isinstance(steps_per_level, bool) or not isinstance(steps_per_level, int) or steps_per_level < 1:
-            raise ValueError(f"steps_per_level must be an integer >= 1, got {steps_per_level!r}")
-        self.steps_per_level = steps_per_level
+        self.levels = [check_number(m, "mi", nonnegative=True) for m in levels]
+        self.steps_per_level = check_int(steps_per_level, "steps_per_level")
 
     @property
     def total_steps(self) -> int:

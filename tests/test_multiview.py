@@ -19,7 +19,7 @@ from synthetic import (
     gaussian_kl,
     gaussian_mi,
 )
-from synthetic.multiview import _expected_kl
+from synthetic.gaussian import _expected_kl
 
 
 def _random_encoder(rng, k, d, scale=None, noise=None):

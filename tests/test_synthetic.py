@@ -121,3 +121,46 @@ def test_staircase_schedule():
         Staircase([2], 0)
     with pytest.raises(ValueError, match="mi must be"):
         Staircase([2, -1], 10)
+
+
+# ---------------------------------------------------------------------------------------------- protocol, wrapper
+def test_every_task_satisfies_its_protocol():
+    from synthetic import TASKS, ConditionalGaussian, ConditionalMITask, MITask, Transformed
+    tasks = [CorrelatedGaussian(2, 1.0), CorrelatedGaussian(2, 1.0, transform="asinh"), StudentT(2, 4.0, mi=1.0),
+             Transformed(StudentT(2, 4.0, mi=1.0), transform_y="cubic")]
+    assert {type(t) for t in tasks[:3]} == set(TASKS.values())
+    for task in tasks:
+        assert isinstance(task, MITask) and not isinstance(task, ConditionalMITask)
+        x, y = task.sample(5, torch.Generator().manual_seed(0), dtype=torch.float64)
+        assert x.shape == (5, task.dim_x) and y.shape == (5, task.dim_y) and x.dtype == y.dtype == torch.float64
+    conditional = ConditionalGaussian(2, 3, 1, cmi=0.5)
+    assert isinstance(conditional, ConditionalMITask) and not isinstance(conditional, MITask)
+    x, y, z = conditional.sample(5, torch.Generator().manual_seed(0))
+    assert (x.shape, y.shape, z.shape) == ((5, 2), (5, 3), (5, 1))
+    assert not isinstance(object(), MITask)
+
+
+def test_a_transformed_student_t_keeps_its_mi_and_samples_the_transformed_draws():
+    from synthetic import Transformed
+    task = StudentT(3, 4.0, mi=1.5)
+    wrapped = Transformed(task, transform_x="rotation", transform_y="cubic", seed=2)
+    assert wrapped.mi == task.mi and (wrapped.dim_x, wrapped.dim_y) == (3, 3)
+    assert "cubic" in wrapped.name and "rotation" in wrapped.name
+    x, y = wrapped.sample(50, torch.Generator().manual_seed(7))
+    x0, y0 = task.sample(50, torch.Generator().manual_seed(7))
+    assert torch.equal(y, y0 ** 3)
+    assert torch.equal(x, make_transform("rotation", 3, seed=2).forward(x0))
+    back_x, back_y = wrapped.untransform(x, y)
+    assert torch.allclose(back_x, x0, atol=1e-5) and torch.allclose(back_y, y0, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TypeError, match="MITask"):
+        Transformed(object())
+
+
+@pytest.mark.parametrize("transform", ["cubic", "rotation"])
+def test_the_gaussian_transform_argument_draws_what_the_wrapper_draws(transform):
+    from synthetic import Transformed
+    built_in = CorrelatedGaussian(3, 2.0, transform=transform, seed=5)
+    wrapped = Transformed(CorrelatedGaussian(3, 2.0), transform_y=transform, seed=5)
+    a = built_in.sample(20, torch.Generator().manual_seed(1))
+    b = wrapped.sample(20, torch.Generator().manual_seed(1))
+    assert all(torch.equal(u, v) for u, v in zip(a, b)) and built_in.mi == wrapped.mi
