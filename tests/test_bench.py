@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from mi_toolkit.bench import BenchConfig, run_bench
-from mi_toolkit.cli import main
+from synthetic.bench import BenchConfig, run_bench
+from synthetic.cli import main
 
 CONTRACT_FIELDS = {"estimator", "true_mi", "mean", "std", "bias", "seconds_per_step"}
 

@@ -2,26 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
 
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+from mi_toolkit.validation import parse_floats, parse_names
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from mi_toolkit.estimators import available_estimators
+
     from .bench import DEFAULT_ESTIMATORS
-    from .estimators import available_estimators
 
     parser = argparse.ArgumentParser(prog="mi-toolkit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,10 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="train estimators on a staircase of known MI; write results and bias.png")
     bench.add_argument("--task", default="gaussian", choices=["gaussian", "student-t"])
     bench.add_argument("--dim", type=int, default=20)
-    bench.add_argument("--mi", type=_floats, default=[2.0, 4.0, 6.0, 8.0, 10.0], help="true MI levels (nats)")
+    bench.add_argument("--mi", type=parse_floats, default=[2.0, 4.0, 6.0, 8.0, 10.0], help="true MI levels (nats)")
     bench.add_argument("--batch-size", type=int, default=64)
     bench.add_argument("--steps-per-level", type=int, default=2000)
-    bench.add_argument("--estimators", type=_names, default=list(DEFAULT_ESTIMATORS),
+    bench.add_argument("--estimators", type=parse_names, default=list(DEFAULT_ESTIMATORS),
                        help=f"comma list from: {', '.join(available_estimators())}")
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--lr", type=float, default=5e-4)
@@ -74,18 +65,18 @@ def _load(path: str) -> np.ndarray:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
-        from .estimators import ESTIMATORS
+        from mi_toolkit.estimators import ESTIMATORS
         for name, (cls, description) in sorted(ESTIMATORS.items()):
             print(f"{name:<12} {cls.direction:<9} {description}")
         return 0
     if args.command == "estimate":
-        from .fit import estimate
+        from mi_toolkit.atomic import write_json_atomically
+        from mi_toolkit.fit import estimate
         result = estimate(_load(args.x), _load(args.y), args.estimator, steps=args.steps, batch_size=args.batch_size,
                           lr=args.lr, heldout_fraction=args.heldout_fraction, seed=args.seed, progress=True)
         print(result)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump(result.to_dict(), f, indent=2)
+            write_json_atomically(args.json, result.to_dict())
         return 0
 
     from .bench import BenchConfig, format_table, run_bench, write_outputs

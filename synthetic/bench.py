@@ -9,7 +9,7 @@ levels, fresh samples every step; each level is summarised by the mean and sprea
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 import time
@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from synthetic import CorrelatedGaussian, Staircase, StudentT
+from mi_toolkit.atomic import write_atomically, write_json_atomically
+from mi_toolkit.estimators import (ESTIMATORS, UPPER, ConditionalEstimator, available_estimators,
+                                   estimator as build_estimator)
+from mi_toolkit.fit import make_adam
 
-from .estimators import (ESTIMATORS, UPPER, ConditionalEstimator, available_estimators,
-                         estimator as build_estimator)
-from .fit import make_adam
+from .tasks import CorrelatedGaussian, Staircase, StudentT
 
 DEFAULT_ESTIMATORS = ("infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club", "l1out")
 RECORD_FIELDS = ["estimator", "direction", "task", "dim", "batch_size", "true_mi", "mean", "std", "stderr", "bias",
@@ -51,7 +52,7 @@ class BenchConfig:
     grad_clip: float | None = None         # clip the estimator's gradient norm (None: no clipping)
 
     def validate(self):
-        from synthetic import TASKS
+        from . import TASKS
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
         unknown = [e for e in self.estimators if e not in available_estimators()]
@@ -218,23 +219,23 @@ def plot_bias(traces: dict, config: BenchConfig, path: str, records: list[dict] 
     fig.suptitle(f"{config.task}, dim {config.dim}, batch {config.batch_size}, {config.critic} critic"
                  + (f", {config.transform}" if config.transform else ""), fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
 
 
 def write_outputs(out_dir: str, records: list[dict], traces: dict, config: BenchConfig) -> dict:
-    """DIR/results.json (records), DIR/results.csv, DIR/traces.npz, DIR/config.json and DIR/bias.png."""
+    """DIR/results.json (records), DIR/results.csv, DIR/traces.npz, DIR/config.json and DIR/bias.png, each written
+    atomically (a killed run leaves the previous file or the complete new one)."""
     os.makedirs(out_dir, exist_ok=True)
     paths = {name: os.path.join(out_dir, name) for name in
              ("results.json", "results.csv", "traces.npz", "config.json", "bias.png")}
-    with open(paths["results.json"], "w") as f:
-        json.dump(records, f, indent=2)
-    with open(paths["results.csv"], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=RECORD_FIELDS)
-        writer.writeheader()
-        writer.writerows(records)
-    np.savez_compressed(paths["traces.npz"], **traces)
-    with open(paths["config.json"], "w") as f:
-        json.dump(asdict(config), f, indent=2)
+    write_json_atomically(paths["results.json"], records)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=RECORD_FIELDS)
+    writer.writeheader()
+    writer.writerows(records)
+    write_atomically(paths["results.csv"], lambda f: f.write(table.getvalue().encode()))
+    write_atomically(paths["traces.npz"], lambda f: np.savez_compressed(f, **traces))
+    write_json_atomically(paths["config.json"], asdict(config))
     plot_bias(traces, config, paths["bias.png"], records)
     return paths
