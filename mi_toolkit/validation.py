@@ -250,6 +250,14 @@ def parse_floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def parse_ints(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]; an argparse ``type=`` (bad items raise argparse.ArgumentTypeError)."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def parse_names(text: str) -> list[str]:
     """``"a, b,,c"`` -> ["a", "b", "c"]."""
     return [v.strip() for v in text.split(",") if v.strip()]

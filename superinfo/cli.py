@@ -19,19 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from mi_toolkit.cli import _floats  # the same comma-list parser as mi-toolkit's
 from mi_toolkit.errors import ArgumentError, UserError
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
+from mi_toolkit.validation import parse_floats, parse_ints, parse_names
 
 
 def _sigma(text: str):
@@ -98,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     world.set_defaults(func=_cmd_world)
 
     sweep = sub.add_parser("sweep-world", help="lambda sweep over bounds and seeds; write sweep.json and a plot")
-    sweep.add_argument("--lambdas", type=_floats, default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
-    sweep.add_argument("--bounds", type=_names, default=["kl", "club"])
-    sweep.add_argument("--seeds", type=_ints, default=[0, 1, 2])
+    sweep.add_argument("--lambdas", type=parse_floats, default=[0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0])
+    sweep.add_argument("--bounds", type=parse_names, default=["kl", "club"])
+    sweep.add_argument("--seeds", type=parse_ints, default=[0, 1, 2])
     sweep.add_argument("--out", required=True, help="output folder")
     _add_world_options(sweep)
     sweep.set_defaults(func=_cmd_sweep)
@@ -224,13 +213,13 @@ def _add_sweep_parser(sub) -> None:
                                    "collect one table (every run; mean and std over seeds) and a plot.  Rerunning "
                                    "the command skips finished runs and resumes interrupted ones.")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    p.add_argument("--lambda-a", dest="lambdas_a", type=_floats, required=True, help="comma list of lambda_a")
-    p.add_argument("--lambda-b", dest="lambdas_b", type=_floats, default=None,
+    p.add_argument("--lambda-a", dest="lambdas_a", type=parse_floats, required=True, help="comma list of lambda_a")
+    p.add_argument("--lambda-b", dest="lambdas_b", type=parse_floats, default=None,
                    help="comma list of lambda_b (default: tied to lambda_a; given: the product grid)")
-    p.add_argument("--epochs", dest="epoch_grid", type=_ints, default=None,
+    p.add_argument("--epochs", dest="epoch_grid", type=parse_ints, default=None,
                    help="comma list of pre-training epochs (default: the preset's)")
-    p.add_argument("--seeds", type=_ints, default=[0], help="comma list of seeds (default: 0)")
-    p.add_argument("--protocols", type=_names, default=["linear", "knn"], help="evaluations: linear,knn")
+    p.add_argument("--seeds", type=parse_ints, default=[0], help="comma list of seeds (default: 0)")
+    p.add_argument("--protocols", type=parse_names, default=["linear", "knn"], help="evaluations: linear,knn")
     p.add_argument("--out", required=True, help="sweep folder")
     p.add_argument("--extend", action="store_true",
                    help="add this grid's points to an existing sweep folder that holds another grid")
@@ -402,7 +391,7 @@ def _add_transfer_parser(sub) -> None:
     p = sub.add_parser("transfer", help="linear evaluation of a run's frozen backbone on transfer datasets; "
                                         "writes RUN_DIR/transfer.json")
     p.add_argument("--run", required=True, metavar="RUN_DIR")
-    p.add_argument("--datasets", type=_names, default=list(TRANSFER_DATASETS),
+    p.add_argument("--datasets", type=parse_names, default=list(TRANSFER_DATASETS),
                    help=f"comma list of {','.join(TRANSFER_DATASETS)} (default: all)")
     p.add_argument("--data-root", required=True, help="folder holding the datasets in torchvision's layouts")
     p.add_argument("--download", action="store_true", help="fetch missing datasets through torchvision")
