@@ -242,22 +242,37 @@ def check_vector(v, name: str, n: int | None = None) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ command-line lists
+def _list_items(text: str) -> list[str]:
+    """The items of a comma list; one trailing comma is accepted, an empty item elsewhere ("0,,1") is an error."""
+    items = [v.strip() for v in text.split(",")]
+    if len(items) > 1 and items[-1] == "":
+        items.pop()
+    if any(v == "" for v in items):
+        raise argparse.ArgumentTypeError(f"expected a comma list with no empty items, got {text!r}")
+    return items
+
+
 def parse_floats(text: str) -> list[float]:
-    """``"2,4.5,6"`` -> [2.0, 4.5, 6.0]; an argparse ``type=`` (bad items raise argparse.ArgumentTypeError)."""
+    """``"2,4.5,6"`` -> [2.0, 4.5, 6.0]; an argparse ``type=`` (bad or empty items raise argparse.ArgumentTypeError)."""
+    items = _list_items(text)
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
 
 
 def parse_ints(text: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; an argparse ``type=`` (bad items raise argparse.ArgumentTypeError)."""
+    """``"0,1,2"`` -> [0, 1, 2]; an argparse ``type=`` (bad or empty items raise argparse.ArgumentTypeError)."""
+    items = _list_items(text)
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        return [int(v) for v in items]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def parse_names(text: str) -> list[str]:
-    """``"a, b,,c"`` -> ["a", "b", "c"]."""
-    return [v.strip() for v in text.split(",") if v.strip()]
+    """``"a, b,c"`` -> ["a", "b", "c"] (an empty item, as in ``"a,,b"``, is an error)."""
+    return _list_items(text)

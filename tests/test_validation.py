@@ -147,8 +147,11 @@ def test_tensor_checks_name_the_argument():
 
 
 def test_list_parsers():
-    assert parse_floats("2, 4.5,,6") == [2.0, 4.5, 6.0]
-    assert parse_names(" infonce, smile,,") == ["infonce", "smile"]
     import argparse
+    assert parse_floats("2, 4.5,6,") == [2.0, 4.5, 6.0]        # one trailing comma is harmless
+    assert parse_names(" infonce, smile,") == ["infonce", "smile"]
+    for bad in ("0,,1", ",", "inf", ""):                           # "0,,1" is a typo, never [0, 1]
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_floats(bad)
     with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
         parse_floats("2,four")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import pickle
 import random
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +22,11 @@ import torch.distributed as dist
 
 from mi_toolkit.atomic import write_atomically, write_json_atomically
 
+from ..data.integrity import DataError
 from .config import TrainConfig
 from .distributed import all_agree
 
-__all__ = ["CHECKPOINT", "CONFIG", "LOG", "LOG_COLUMNS", "RunLog", "checkpoint_epoch", "load_checkpoint",
+__all__ = ["CHECKPOINT", "CheckpointError", "CONFIG", "LOG", "LOG_COLUMNS", "RunLog", "checkpoint_epoch", "load_checkpoint",
            "read_config", "restore_checkpoint", "save_checkpoint", "write_config"]
 
 CHECKPOINT = "checkpoint.pt"
@@ -33,10 +36,34 @@ LOG_COLUMNS = ["epoch", "step", "lr", "loss", "contrastive", "mi_lower", "superf
                "probe_loss", "probe_acc", "images_per_s", "elapsed_s"]
 
 
+def _numpy_state() -> dict:
+    """numpy's legacy RNG state as plain types and a tensor (loadable with ``torch.load(weights_only=True)``)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _set_numpy_state(s) -> None:
+    if isinstance(s, dict):
+        s = (s["kind"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached_gaussian"])
+    np.random.set_state(s)
+
+
+def _python_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [int(version), [int(v) for v in internal], gauss]
+
+
+def _set_python_state(s) -> None:
+    version, internal, gauss = s
+    random.setstate((version, tuple(internal), gauss))
+
+
 def _rng_state(t) -> dict:
+    """Every RNG state as tensors and plain types: a checkpoint loads with ``weights_only=True``."""
     return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "numpy": np.random.get_state(), "python": random.getstate(), "loader": t.generator.get_state(),
+            "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else None,
+            "numpy": _numpy_state(), "python": _python_state(), "loader": t.generator.get_state(),
             "noise": t.noise.get_state()}
 
 
@@ -44,8 +71,8 @@ def _set_rng_state(t, s: dict) -> None:
     torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
+    _set_numpy_state(s["numpy"])
+    _set_python_state(s["python"])
     t.generator.set_state(s["loader"])
     if "noise" in s:
         t.noise.set_state(s["noise"])
@@ -82,18 +109,55 @@ def _checkpoint_state(t, rng: list) -> dict:
         "optimizer": t.optimizer.state_dict(),
         "probe_optimizer": t.probe_optimizer.state_dict() if t.probe_optimizer is not None else None,
         "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(), "rng": rng,
-        "world_size": t.ctx.world_size, "torch_version": torch.__version__,
+        "world_size": t.ctx.world_size, "torch_version": str(torch.__version__),
     }
 
 
+class CheckpointError(DataError):
+    """A checkpoint that cannot be used: missing, truncated, corrupt, or holding objects other than tensors and plain
+    types (a pickle that would run code is refused, never executed)."""
+
+
+def _torch_load(path, map_location="cpu", mmap: bool = False):
+    """``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples and dicts only."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):     # torch.save writes a zip archive; a cut-off or overwritten file is not one
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: not a torch.save archive); "
+                              "resume from a complete copy or retrain")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain types, so it was not loaded (loading it could run "
+            f"code; superinfo checkpoints never need that). Use a checkpoint written by this version of superinfo "
+            f"from a source you trust. Detail: {str(err).splitlines()[-1] if str(err) else type(err).__name__}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}); resume from a complete copy or "
+                              "retrain") from None
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    # weights_only=False: the RNG states hold numpy arrays and Python tuples (our own files only)
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """A run's checkpoint, loaded with ``weights_only=True`` (a crafted file cannot run code); ``CheckpointError``
+    when it is missing, truncated, corrupt or not a superinfo checkpoint."""
+    state = _torch_load(path, map_location)
+    if not isinstance(state, dict) or not {"model", "config", "epoch"} <= set(state):
+        raise CheckpointError(f"{path} is not a superinfo checkpoint (it needs 'model', 'config' and 'epoch' entries)")
+    return state
 
 
 def checkpoint_epoch(path) -> int:
     """The completed epochs a checkpoint holds, without reading its weights (memory-mapped load)."""
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    state = _torch_load(path, "cpu", mmap=True)
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise CheckpointError(f"{path} is not a superinfo checkpoint (it has no 'epoch' entry)")
+    try:
+        return int(state["epoch"])
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path} is not a superinfo checkpoint (its epoch is {state['epoch']!r})") from None
 
 
 def restore_checkpoint(t, state: dict) -> None:

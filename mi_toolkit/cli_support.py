@@ -1,0 +1,287 @@
+"""What both command-line tools (``mi-toolkit``, ``superinfo``) share: argument types that check ranges while argparse
+parses (so argparse names the flag), checks of input files and output paths that run before any compute and create
+nothing, a help formatter that shows every default, and ``run_cli``: the one error path.
+
+The error path: a user error (``mi_toolkit.errors.UserError``: a bad argument, a missing or corrupt file, a run
+folder that cannot be used) prints ``PROG CMD: error: ...`` on stderr and exits 2, never a traceback (``--debug``
+anywhere on the command line shows it); Ctrl-C prints what was kept and how to resume, and exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+from .errors import ArgumentError, UserError
+
+__all__ = ["HelpFormatter", "add_version", "float_arg", "float_list", "int_arg", "int_list", "name_list",
+           "check_input_file", "check_input_dir", "check_output_dir", "check_output_file", "created_dir_guard",
+           "progress_default", "resolve_threads", "run_cli"]
+
+
+# ------------------------------------------------------------------------------------------------- help text
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks and appends ``(default: X)`` to every option that has a meaningful
+    default (not None/False, and not already stated in its help)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or "default" in text.lower():
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(action.default, (list, tuple)):
+            return text + f" (default: {','.join(str(v) for v in action.default)})"
+        return text + " (default: %(default)s)"
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        v = version("superinfo-mi-toolkit")
+    except PackageNotFoundError:   # a source tree that was never installed
+        v = "unknown"
+    parser.add_argument("--version", action="version", version=f"%(prog)s {v}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (may be given anywhere on the command line)")
+
+
+# ------------------------------------------------------------------------------------------- argument types
+def _bound_text(minimum, maximum, min_open: bool, max_open: bool) -> str:
+    parts = []
+    if minimum is not None:
+        parts.append(f"{'>' if min_open else '>='} {minimum:g}")
+    if maximum is not None:
+        parts.append(f"{'<' if max_open else '<='} {maximum:g}")
+    return " and ".join(parts)
+
+
+def _check_range(value: float, minimum, maximum, min_open: bool, max_open: bool, what: str, text: str) -> None:
+    too_low = minimum is not None and (value <= minimum if min_open else value < minimum)
+    too_high = maximum is not None and (value >= maximum if max_open else value > maximum)
+    if too_low or too_high:
+        raise argparse.ArgumentTypeError(f"must be {what} {_bound_text(minimum, maximum, min_open, max_open)}, "
+                                         f"got {text!r}")
+
+
+def int_arg(minimum: int | None = None, maximum: int | None = None):
+    """An argparse ``type=``: an integer within [minimum, maximum]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        _check_range(value, minimum, maximum, False, False, "an integer", text)
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_arg(minimum: float | None = None, maximum: float | None = None, *, min_open: bool = False,
+              max_open: bool = False):
+    """An argparse ``type=``: a finite number within the bounds (``min_open``: strictly above ``minimum``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        _check_range(value, minimum, maximum, min_open, max_open, "a number", text)
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+def _items(text: str) -> list[str]:
+    items = [v.strip() for v in text.split(",")]
+    if items and items[-1] == "" and len(items) > 1:      # one trailing comma is harmless
+        items.pop()
+    if not items or any(v == "" for v in items):
+        raise argparse.ArgumentTypeError(f"expected a comma list with no empty items, got {text!r}")
+    return items
+
+
+def float_list(minimum: float | None = None, maximum: float | None = None, *, min_open: bool = False):
+    """An argparse ``type=``: a comma list of finite numbers, each within the bounds; no empty items (``0,,1``)."""
+    one = float_arg(minimum, maximum, min_open=min_open)
+
+    def parse(text: str) -> list[float]:
+        return [one(v) for v in _items(text)]
+    parse.__name__ = "number list"
+    return parse
+
+
+def int_list(minimum: int | None = None, maximum: int | None = None):
+    one = int_arg(minimum, maximum)
+
+    def parse(text: str) -> list[int]:
+        return [one(v) for v in _items(text)]
+    parse.__name__ = "integer list"
+    return parse
+
+
+def name_list(choices=None):
+    """A comma list of names, each one of ``choices`` (a sequence, or a callable returning one) when given."""
+    def parse(text: str) -> list[str]:
+        names = _items(text)
+        valid = choices() if callable(choices) else choices
+        if valid is not None:
+            bad = [n for n in names if n not in valid]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
+        return names
+    parse.__name__ = "name list"
+    return parse
+
+
+# ----------------------------------------------------------------------------------------------- paths
+def check_input_file(path, flag: str) -> Path:
+    """An existing, readable regular file."""
+    p = Path(path)
+    if not p.exists():
+        raise ArgumentError(f"{flag} {path}: no such file")
+    if p.is_dir():
+        raise ArgumentError(f"{flag} {path}: is a folder, expected a file")
+    if not os.access(p, os.R_OK):
+        raise ArgumentError(f"{flag} {path}: not readable (permission denied)")
+    return p
+
+
+def check_input_dir(path, flag: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ArgumentError(f"{flag} {path}: no such folder")
+    if not p.is_dir():
+        raise ArgumentError(f"{flag} {path}: is a file, expected a folder")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise ArgumentError(f"{flag} {path}: not readable (permission denied)")
+    return p
+
+
+def _nearest_existing(p: Path) -> Path:
+    p = p.absolute()
+    while not p.exists():
+        p = p.parent
+    return p
+
+
+def _check_creatable(p: Path, flag: str, path) -> None:
+    """``p`` (which does not exist) could be created: its nearest existing ancestor is a writable folder."""
+    base = _nearest_existing(p)
+    if not base.is_dir():
+        raise ArgumentError(f"{flag} {path}: cannot be created, {base} is a file")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ArgumentError(f"{flag} {path}: cannot be created, {base} is not writable")
+
+
+def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resumable: str | None = None) -> Path:
+    """A folder results may go to, checked before any compute, creating nothing: it does not exist (and could be
+    created) or is empty, or ``overwrite`` is set; ``resumable`` names the command that continues an existing
+    one (the error suggests it)."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise ArgumentError(f"{flag} {path}: is a file, expected a folder")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise ArgumentError(f"{flag} {path}: the folder is not writable")
+        if any(p.iterdir()) and not overwrite:
+            hint = f"{resumable}, " if resumable else ""
+            raise ArgumentError(f"{flag} {path}: the folder already holds results; {hint}pick another {flag}, or "
+                                "pass --overwrite to replace them")
+    else:
+        _check_creatable(p, flag, path)
+    return p
+
+
+def check_output_file(path, flag: str, *, overwrite: bool = False) -> Path:
+    """A file a result may be written to: its folder exists or can be created, is writable, and the file does not
+    exist yet (or ``overwrite``)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ArgumentError(f"{flag} {path}: is a folder, expected a file name")
+    if p.exists():
+        if not overwrite:
+            raise ArgumentError(f"{flag} {path}: the file exists; pick another name or pass --overwrite to replace it")
+        if not os.access(p, os.W_OK):
+            raise ArgumentError(f"{flag} {path}: the file is not writable")
+    if p.parent.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
+        raise ArgumentError(f"{flag} {path}: the folder {p.parent} is not writable")
+    if not p.parent.exists():
+        _check_creatable(p.parent, flag, path)
+    return p
+
+
+class created_dir_guard:
+    """Removes ``path`` again if this block created it and fails leaving it empty (a failed command leaves
+    no empty run folder behind)."""
+
+    def __init__(self, path):
+        self.path = None if path is None else Path(path)
+        self.existed = self.path is None or self.path.exists()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if kind is not None and not self.existed and self.path.is_dir():
+            try:
+                if not any(self.path.iterdir()):
+                    self.path.rmdir()
+            except OSError:
+                pass
+        return False
+
+
+# ----------------------------------------------------------------------------------------------- misc
+def progress_default(flag) -> bool:
+    """``--progress`` / ``--no-progress`` left out: on when stderr is a terminal."""
+    if flag is not None:
+        return bool(flag)
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def resolve_threads(n: int) -> int:
+    """``--threads N``: N CPU threads, 0 meaning all cores (the same in both commands)."""
+    return n if n > 0 else (os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------------------- the error path
+def run_cli(prog: str, parser: argparse.ArgumentParser, argv, dispatch, *, handlers=(), interrupted=None) -> int:
+    """Parse ``argv`` and call ``dispatch(args)``; returns the exit status instead of raising SystemExit.
+
+    ``handlers``: extra ``(exception type, status)`` pairs, tried before UserError.  ``interrupted(args)``: the
+    text printed after Ctrl-C (what is on disk, how to resume)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:       # argparse's own usage errors (already printed, status 2) and --help/--version
+        return int(exit_.code or 0)
+    command = getattr(args, "command", None)
+    name = f"{prog} {command}" if command else prog
+    try:
+        return dispatch(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        text = interrupted(args) if interrupted is not None else None
+        print(f"\n{name}: interrupted" + (f"; {text}" if text else ""), file=sys.stderr)
+        return 130
+    except Exception as err:
+        for kind, status in handlers:
+            if isinstance(err, kind):
+                if debug:
+                    raise
+                print(f"{name}: {'error: ' if status == 2 else ''}{err}", file=sys.stderr)
+                return status
+        if isinstance(err, UserError) and not debug:
+            print(f"{name}: error: {err}", file=sys.stderr)
+            return 2
+        raise
