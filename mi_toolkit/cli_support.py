@@ -30,7 +30,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         if "%(default)" in text or "default" in text.lower():
             return text
-        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS \
+                or not action.option_strings:
             return text
         if isinstance(action.default, (list, tuple)):
             return text + f" (default: {','.join(str(v) for v in action.default)})"
@@ -123,7 +124,7 @@ def int_list(minimum: int | None = None, maximum: int | None = None):
     return parse
 
 
-def name_list(choices=None):
+def name_list(choices=None, what: str = "names"):
     """A comma list of names, each one of ``choices`` (a sequence, or a callable returning one) when given."""
     def parse(text: str) -> list[str]:
         names = _items(text)
@@ -131,7 +132,8 @@ def name_list(choices=None):
         if valid is not None:
             bad = [n for n in names if n not in valid]
             if bad:
-                raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
+                raise argparse.ArgumentTypeError(f"unknown {', '.join(map(repr, bad))}; valid {what}: "
+                                                 f"{', '.join(valid)}")
         return names
     parse.__name__ = "name list"
     return parse

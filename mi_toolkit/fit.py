@@ -1,11 +1,22 @@
 """Fit an estimator on samples and report an estimate a person can trust: its bound direction, cap, standard error,
 held-out value next to the training value, and warnings when something is off.
 
-    result = mi_toolkit.estimate(x, y, "smile", steps=2000, batch_size=64)
+    result = mi_toolkit.estimate(x, y, "smile")                 # robust defaults (see estimate's docstring)
     result.mi, result.stderr, result.direction, result.heldout_mi, result.train_mi, result.warnings
+    mi_toolkit.estimate(x, y, "ksg"); mi_toolkit.estimate(x, y, "gaussian")     # the classical baselines
+    mi_toolkit.estimate(x, y, "smile", seeds=5)                 # 5 seeds in one vectorised run; mean and spread
+
+What ``estimate()`` does, in order: per-dimension preprocessing (``preprocess="copula"`` by default: rank-to-normal
+scores, which keep the MI and bound heavy tails), a random split into training rows, validation rows (to pick the
+checkpoint: early stopping on the held-out objective) and report rows, training with Adam, the report on held-out
+rows, and the guards: a non-finite estimate, one outside its bound's range (InfoNCE outside [-log N, log N]), one far
+below 0 (MI is >= 0) or one beyond what n samples can resolve comes back as ``nan`` with a ``MIEstimateWarning``
+saying what happened and what to try (``on_failure="raise"``: an ``EstimationFailed`` error instead) -- never as a
+confident number.
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -14,8 +25,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .estimators import MIEstimator, check_estimator_name, estimator as build_estimator
-from .validation import check_int, check_number, check_samples
+from .classical import CLASSICAL, classical_estimate
+from .errors import ArgumentError
+from .estimators import ESTIMATORS, MIEstimator, estimator as build_estimator
+from .preprocess import preprocess as apply_preprocess
+from .validation import check_int, check_number, check_samples, value_checks
 
 # Thresholds for the warnings (nats unless said otherwise).
 SATURATION_MARGIN = 0.25     # within this of the cap: the truth may be far above the estimate
@@ -23,17 +37,36 @@ VARIANCE_LIMIT = 1.0         # spread across evaluation batches above max(this, 
 RELATIVE_VARIANCE_LIMIT = 0.25
 GAP_LIMIT = 0.1              # train/held-out gaps below this are never flagged
 GAP_SIGMAS = 3.0             # ... nor those within this many combined standard errors
+NEGATIVE_LIMIT = 0.1         # an estimate below -max(this, NEGATIVE_SIGMAS standard errors) is a failed fit (MI >= 0)
+NEGATIVE_SIGMAS = 3.0
+CEILING_FACTOR = 2.0         # an estimate above CEILING_FACTOR * log(n rows) cannot come from n samples
+
+# The defaults, chosen on the task suite (benchmarks/README.md, "estimate() defaults").
+DEFAULT_STEPS = 3000         # the most steps; early stopping usually ends sooner
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_LR = 5e-4
+DEFAULT_HIDDEN = 128         # critic / conditional width (estimator() itself defaults to 256)
+DEFAULT_EVAL_EVERY = 100     # steps between held-out checks
+DEFAULT_PATIENCE = 5         # checks without improvement before stopping
+VALIDATION_BATCHES = 8       # batches per held-out check
+
+# estimators whose forward has no data-dependent Python control flow or in-place state: vmappable over seeds
+VMAP_ESTIMATORS = frozenset({"infonce", "nwj", "dv", "js", "smile", "club", "l1out", "doe"})
 
 
 class MIEstimateWarning(UserWarning):
     """Something about an MI estimate deserves a second look (saturation, variance, overfitting, divergence)."""
 
 
+class EstimationFailed(RuntimeError):
+    """``estimate(..., on_failure="raise")``: the fit failed its guards; the message says why and what to try."""
+
+
 @dataclass
 class MIResult:
     estimator: str
     mi: float                  # the estimate to report: held-out value (training value when nothing is held out)
-    stderr: float              # standard error of mi over evaluation batches
+    stderr: float              # standard error of mi over evaluation batches (over seeds with seeds=S)
     std: float                 # spread of the per-batch estimate over evaluation batches
     direction: str             # "lower", "upper" or "estimate"
     cap: float | None          # largest value this estimator can report at this batch size (log N for InfoNCE)
@@ -46,18 +79,29 @@ class MIResult:
     n_eval_batches: int
     history: np.ndarray = field(repr=False)   # the per-step training estimate
     warnings: list[str] = field(default_factory=list)
+    failed: bool = False       # the guards rejected the fit: mi is nan and failure says why
+    failure: str | None = None
+    preprocess: str | None = None
+    best_step: int | None = None   # the checkpoint reported (early stopping), 1-based step count
+    steps_run: int | None = None   # steps actually trained
+    seed: int = 0
+    per_seed: list = field(default_factory=list)   # with seeds=S: one dict per seed (mi, stderr, train_mi, ...)
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["history"] = self.history.tolist()
+        d["history"] = np.asarray(self.history).tolist()
         return d
 
     def __str__(self) -> str:
         kind = {"lower": "lower bound", "upper": "upper bound"}.get(self.direction, "estimate (no bound)")
         where = "held-out" if self.heldout_mi is not None else "train"
         text = f"{self.estimator} {kind}: {self.mi:.4f} ± {self.stderr:.4f} nats ({where}; train {self.train_mi:.4f})"
+        if self.per_seed:
+            text += f", mean of {len(self.per_seed)} seeds"
         if self.cap is not None:
             text += f", cap {self.cap:.4f}"
+        if self.failed:
+            text += f"\n  FAILED: {self.failure}"
         for w in self.warnings:
             text += f"\n  warning: {w}"
         return text
@@ -82,13 +126,15 @@ def _batches(n: int, batch_size: int, generator: torch.Generator):
 
 @torch.no_grad()
 def evaluate(est: MIEstimator, x: torch.Tensor, y: torch.Tensor, batch_size: int, max_batches: int | None,
-             generator: torch.Generator) -> np.ndarray:
-    """Per-batch estimates on disjoint batches of (x, y), with the estimator in eval mode (no state updates)."""
+             generator: torch.Generator | None = None, what: str = "mi") -> np.ndarray:
+    """Per-batch estimates (``what="loss"``: the fitting loss) on disjoint batches of (x, y), with the estimator in
+    eval mode (no state updates).  Batches are consecutive rows, or a random order with a ``generator``."""
     was_training = est.training
     est.eval()
-    order = torch.randperm(x.shape[0], generator=generator)
-    count = x.shape[0] // batch_size if max_batches is None else min(x.shape[0] // batch_size, max_batches)
-    values = [float(est(x[idx], y[idx]).mi) for idx in order[:count * batch_size].view(count, batch_size)]
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    count = n // batch_size if max_batches is None else min(n // batch_size, max_batches)
+    values = [float(getattr(est(x[idx], y[idx]), what)) for idx in order[:count * batch_size].view(count, batch_size)]
     est.train(was_training)
     return np.asarray(values)
 
@@ -103,9 +149,10 @@ def _mean_stderr(values: np.ndarray):
 def diagnose(result: MIResult) -> list[str]:
     """The warnings that apply to a finished estimate."""
     found = []
-    if not np.all(np.isfinite(result.history)):
-        found.append(f"the training estimate became NaN/inf in {int((~np.isfinite(result.history)).sum())} of "
-                     f"{len(result.history)} steps: the critic diverged; lower lr or use a bounded estimator (smile, infonce)")
+    history = np.asarray(result.history)
+    if len(history) and not np.all(np.isfinite(history)):
+        found.append(f"the training estimate became NaN/inf in {int((~np.isfinite(history)).sum())} of "
+                     f"{len(history)} steps: the critic diverged; lower lr or use a bounded estimator (smile, infonce)")
     if not math.isfinite(result.mi):
         found.append("the final estimate is not finite")
         return found
@@ -115,7 +162,7 @@ def diagnose(result: MIResult) -> list[str]:
     if math.isfinite(result.std) and result.std > max(VARIANCE_LIMIT, RELATIVE_VARIANCE_LIMIT * abs(result.mi)):
         found.append(f"the per-batch estimate varies by {result.std:.3f} nats (std): variance blow-up, typical of "
                      f"nwj/mine at high MI; average more batches or use a lower-variance estimator")
-    if result.heldout_mi is not None and math.isfinite(result.heldout_mi):
+    if result.heldout_mi is not None and math.isfinite(result.heldout_mi) and math.isfinite(result.train_mi):
         gap = result.train_mi - result.heldout_mi
         noise = math.hypot(result.train_stderr, result.heldout_stderr or 0.0)
         if abs(gap) > max(GAP_LIMIT, GAP_SIGMAS * noise):
@@ -125,67 +172,361 @@ def diagnose(result: MIResult) -> list[str]:
     return found
 
 
-def estimate(x, y, name: str = "smile", *, steps: int = 2000, batch_size: int = 64, lr: float = 5e-4,
-             heldout_fraction: float = 0.2, eval_batches: int | None = 200, seed: int = 0, progress: bool = False,
-             warn: bool = True, **estimator_kwargs) -> MIResult:
-    """Fit estimator ``name`` on paired samples x [n, dx], y [n, dy] (tensors or arrays) and report it.
+def check_bounds(result: MIResult, n_rows: int) -> str | None:
+    """Why ``result`` must not be reported as a number (None when it may): the hard guards."""
+    mi, name = result.mi, result.estimator
+    if not math.isfinite(mi):
+        return (f"the estimate is not finite ({mi}): the {'critic' if name in ESTIMATORS else 'estimator'} diverged. "
+                f"Try preprocess='copula' (the default), a lower lr, or a bounded estimator (smile, infonce)")
+    if name == "infonce":
+        cap = math.log(result.batch_size)
+        if not -cap - 1e-6 <= mi <= cap + 1e-6:
+            return (f"InfoNCE gave {mi:.4g} nats, outside its range [-log N, log N] = [{-cap:.3f}, {cap:.3f}]: the "
+                    f"critic failed on held-out rows. Try preprocess='copula', fewer steps or a smaller critic "
+                    f"(hidden), or more samples")
+    floor = -max(NEGATIVE_LIMIT, NEGATIVE_SIGMAS * (result.stderr if math.isfinite(result.stderr) else 0.0))
+    if mi < floor:
+        kind = {"lower": "a lower bound", "upper": "an upper bound"}.get(result.direction, "an estimate")
+        train = f" (training rows: {result.train_mi:.3f})" if result.heldout_mi is not None else ""
+        return (f"{kind} of MI came out at {mi:.3f} nats{train}, far below 0 where no MI can be: the fit failed "
+                f"(the critic/conditional memorised its training rows or diverged). Try preprocess='copula', more "
+                f"samples, a smaller model (hidden=64), a lower lr, or the ksg / gaussian baselines")
+    ceiling = CEILING_FACTOR * math.log(max(n_rows, 2))
+    if mi > ceiling:
+        return (f"the estimate {mi:.4g} nats is above {CEILING_FACTOR:g} log n = {ceiling:.2f} nats, more than "
+                f"{n_rows} samples can resolve: the fit diverged or memorised. Try preprocess='copula', a lower lr, "
+                f"smile/infonce, or more samples")
+    return None
 
-    A ``heldout_fraction`` of the rows is kept out of training; ``result.mi`` is the estimate on those rows
-    (averaged over up to ``eval_batches`` disjoint batches of ``batch_size``), ``result.train_mi`` the same on the
-    training rows.  Extra keyword arguments go to ``mi_toolkit.estimator`` (critic, hidden, clip, entropy_y, ...).
-    """
-    # the arguments first, then the data, then the estimator's own options, and only then whether the data is
-    # large enough for them (so a misspelt name is reported as such, whatever the data)
-    check_estimator_name(name)
-    batch_size = check_int(batch_size, "batch_size", minimum=2)
-    steps = check_int(steps, "steps")
-    lr = check_number(lr, "lr", positive=True)
-    if not isinstance(heldout_fraction, (int, float)) or not 0.0 <= heldout_fraction < 1.0:
-        raise ValueError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
-    x, y = check_samples(x, y, min_batch=2)
-    x, y = x.float(), y.float()
-    torch.manual_seed(seed)   # the estimator's initial weights
-    est = build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs)
-    n = x.shape[0]
-    n_heldout = int(round(n * heldout_fraction))
-    if n - n_heldout < batch_size or (n_heldout and n_heldout < batch_size):
-        raise ValueError(f"batch_size={batch_size} needs at least {batch_size} training and {batch_size if n_heldout else 0} "
-                         f"held-out rows; got {n} rows with heldout_fraction={heldout_fraction} "
-                         f"({n - n_heldout} train, {n_heldout} held out)")
 
+def _finish(result: MIResult, n_rows: int, on_failure: str, warn: bool, stacklevel: int = 3) -> MIResult:
+    """Diagnose, apply the guards, warn or raise."""
+    result.warnings = diagnose(result)
+    failure = check_bounds(result, n_rows)
+    if failure is not None:
+        if on_failure == "raise":
+            raise EstimationFailed(f"{result.estimator}: {failure}")
+        result.failed, result.failure = True, failure
+        result.mi = result.stderr = float("nan")
+        result.warnings.insert(0, f"no estimate: {failure}")
+    if warn:
+        for message in result.warnings:
+            warnings.warn(f"{result.estimator}: {message}", MIEstimateWarning, stacklevel=stacklevel + 1)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------------ training
+@dataclass
+class _Split:
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    generator: torch.Generator
+
+
+def _split(n: int, n_val: int, n_test: int, seed: int) -> _Split:
     generator = torch.Generator().manual_seed(seed)
-    split = torch.randperm(n, generator=generator)
-    train_idx, heldout_idx = split[n_heldout:], split[:n_heldout]
-    x_train, y_train = x[train_idx], y[train_idx]
+    order = torch.randperm(n, generator=generator)
+    return _Split(train=order[n_val + n_test:], val=order[:n_val], test=order[n_val:n_val + n_test],
+                  generator=generator)
 
+
+def _state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _train_one(est, x, y, split: _Split, steps, batch_size, lr, eval_every, patience, val_batch, progress, name):
+    """Train one estimator; returns (history, best_step, steps_run).  The best held-out checkpoint is loaded."""
+    x_train, y_train = x[split.train], y[split.train]
+    x_val, y_val = x[split.val], y[split.val]
+    early = len(split.val) >= 2
     optimizer = make_adam(est.parameters(), lr)
-    history = np.empty(steps)
-    batches = _batches(x_train.shape[0], batch_size, generator)
+    history = []
+    best_loss, best_state, best_step, bad = math.inf, None, None, 0
+    batches = _batches(x_train.shape[0], batch_size, split.generator)
     for step in tqdm(range(steps), desc=f"fitting {name}", disable=not progress):
         idx = next(batches)
         out = est(x_train[idx], y_train[idx])
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
-        history[step] = float(out.mi.detach())
+        value = float(out.mi.detach())
+        history.append(value)
+        if not (math.isfinite(value) and math.isfinite(float(out.loss.detach()))):
+            break   # diverged: keep the best checkpoint so far (if any)
+        if early and (step + 1) % eval_every == 0:
+            loss = float(np.mean(evaluate(est, x_val, y_val, val_batch, VALIDATION_BATCHES, what="loss")))
+            if loss < best_loss:
+                best_loss, best_state, best_step, bad = loss, _state(est), step + 1, 0
+            else:
+                bad += 1
+                if bad >= patience:
+                    break
+    steps_run = len(history)
+    if early and best_state is not None:
+        est.load_state_dict(best_state)
+    elif early:
+        best_step = None  # never checked (or diverged first): the final state is all there is
+    return np.asarray(history), best_step, steps_run
 
-    train_values = evaluate(est, x_train, y_train, batch_size, eval_batches, generator)
+
+def _train_vmapped(ests, x, y, splits, steps, batch_size, lr, eval_every, patience, val_batch):
+    """Train S estimators of one kind as one stacked model (torch.func: stack_module_state + vmap + one Adam over
+    the stacked parameters, which is exactly S independent Adams: the update is elementwise).  Each seed keeps its
+    own split, batch order and early stopping; a stopped seed's best checkpoint is frozen, so every seed ends where
+    its own single run would.  Loads each seed's best checkpoint into ``ests[s]``; returns per-seed results."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    S = len(ests)
+    params, buffers = stack_module_state(ests)
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    base = copy.deepcopy(ests[0])
+
+    def forward(p, b, xb, yb):
+        out = functional_call(base, (p, b), (xb, yb))
+        return out.mi, out.loss
+
+    batched = vmap(forward, randomness="error")
+    x_train = torch.stack([x[s.train] for s in splits])
+    y_train = torch.stack([y[s.train] for s in splits])
+    x_val = torch.stack([x[s.val] for s in splits])
+    y_val = torch.stack([y[s.val] for s in splits])
+    early = x_val.shape[1] >= 2
+    n_val_batches = min(x_val.shape[1] // val_batch, VALIDATION_BATCHES) if early else 0
+    optimizer = make_adam(params.values(), lr)
+    iters = [_batches(x_train.shape[1], batch_size, s.generator) for s in splits]
+    histories = [[] for _ in range(S)]
+    active = [True] * S
+    best_loss = [math.inf] * S
+    best_step = [None] * S
+    bad = [0] * S
+    best = {k: v.detach().clone() for k, v in params.items()}
+    best_buffers = {k: v.clone() for k, v in buffers.items()}
+    rows = torch.arange(S)[:, None]
+    for step in range(steps):
+        idx = torch.stack([next(it) for it in iters])
+        mi, loss = batched(params, buffers, x_train[rows, idx], y_train[rows, idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+        mi_values, loss_values = mi.detach().tolist(), loss.detach().tolist()
+        for s in range(S):
+            if active[s]:
+                histories[s].append(mi_values[s])
+                if not (math.isfinite(mi_values[s]) and math.isfinite(loss_values[s])):
+                    active[s] = False
+        if early and (step + 1) % eval_every == 0:
+            base.eval()
+            with torch.no_grad():
+                val = torch.stack([batched(params, buffers, x_val[:, j * val_batch:(j + 1) * val_batch],
+                                           y_val[:, j * val_batch:(j + 1) * val_batch])[1]
+                                   for j in range(n_val_batches)]).double().mean(0).tolist()
+            base.train()
+            improved = torch.zeros(S, dtype=torch.bool)
+            for s in range(S):
+                if not active[s]:
+                    continue
+                if val[s] < best_loss[s]:
+                    best_loss[s], best_step[s], bad[s] = val[s], step + 1, 0
+                    improved[s] = True
+                else:
+                    bad[s] += 1
+                    if bad[s] >= patience:
+                        active[s] = False
+            if improved.any():
+                for k, v in params.items():
+                    best[k] = torch.where(improved.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
+                for k, v in buffers.items():
+                    best_buffers[k] = torch.where(improved.view(-1, *[1] * (v.dim() - 1)), v, best_buffers[k])
+        if not any(active):
+            break
+    final = {k: v.detach() for k, v in params.items()}
+    out = []
+    for s, est in enumerate(ests):
+        source = best if best_step[s] is not None else final
+        source_buffers = best_buffers if best_step[s] is not None else buffers
+        state = {k: source[k][s] for k in params}
+        state.update({k: source_buffers[k][s] for k in buffers})
+        est.load_state_dict(state)
+        out.append((np.asarray(histories[s]), best_step[s], len(histories[s])))
+    return out
+
+
+def _sizes(n, batch_size, heldout_fraction, early_stopping):
+    """(n_val, n_test) rows: the report needs one batch; validation takes half the held-out rows when it can."""
+    n_heldout = int(round(n * heldout_fraction))
+    n_val = min(n_heldout // 2, n_heldout - batch_size) if early_stopping else 0
+    if n_val < 2:
+        n_val = 0
+    n_test = n_heldout - n_val
+    if n - n_heldout < batch_size or (n_heldout and n_test < batch_size):
+        raise ArgumentError(f"batch_size={batch_size} needs at least {batch_size} training and "
+                            f"{batch_size if n_heldout else 0} held-out rows; got {n} rows with heldout_fraction="
+                            f"{heldout_fraction} ({n - n_heldout} train, {n_heldout} held out)")
+    return n_val, n_test
+
+
+def _report(est, name, x, y, split, batch_size, eval_batches, history, best_step, steps_run, steps, seed, prep):
+    x_train, y_train = x[split.train], y[split.train]
+    train_values = evaluate(est, x_train, y_train, batch_size, eval_batches)
     train_mi, train_se, train_std = _mean_stderr(train_values)
     heldout_mi = heldout_se = None
-    std = train_std
-    if n_heldout:
-        heldout_values = evaluate(est, x[heldout_idx], y[heldout_idx], batch_size, eval_batches, generator)
+    std, n_eval = train_std, len(train_values)
+    if len(split.test):
+        heldout_values = evaluate(est, x[split.test], y[split.test], batch_size, eval_batches)
         heldout_mi, heldout_se, std = _mean_stderr(heldout_values)
+        n_eval = len(heldout_values)
         # the train estimate uses as many batches as the held-out one, so their standard errors compare
         train_mi, train_se, train_std = _mean_stderr(train_values[:len(heldout_values)])
     result = MIResult(
-        estimator=name, mi=heldout_mi if n_heldout else train_mi, stderr=heldout_se if n_heldout else train_se,
-        std=std, direction=est.direction, cap=est.cap(batch_size), batch_size=batch_size, steps=steps,
-        train_mi=train_mi, train_stderr=train_se, heldout_mi=heldout_mi, heldout_stderr=heldout_se,
-        n_eval_batches=len(train_values) if not n_heldout else len(heldout_values), history=history)
-    result.warnings = diagnose(result)
+        estimator=name, mi=heldout_mi if heldout_mi is not None else train_mi,
+        stderr=heldout_se if heldout_se is not None else train_se, std=std, direction=est.direction,
+        cap=est.cap(batch_size), batch_size=batch_size, steps=steps, train_mi=train_mi, train_stderr=train_se,
+        heldout_mi=heldout_mi, heldout_stderr=heldout_se, n_eval_batches=n_eval, history=history,
+        preprocess=prep, best_step=best_step, steps_run=steps_run, seed=seed)
+    result.estimator_module = est  # kept for inspection (not part of to_dict)
+    return result
+
+
+def _combine_seeds(results: list[MIResult], name: str) -> MIResult:
+    """One result from S per-seed results: mean over the seeds that did not fail, stderr = their std / sqrt(S)."""
+    ok = [r for r in results if not r.failed]
+    first = results[0]
+    values = np.array([r.mi for r in ok])
+    mean = float(values.mean()) if len(ok) else float("nan")
+    spread = float(values.std(ddof=1)) if len(ok) > 1 else float("nan")
+
+    def avg(attr):
+        vals = [getattr(r, attr) for r in ok if getattr(r, attr) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    combined = MIResult(
+        estimator=name, mi=mean, stderr=spread / math.sqrt(len(ok)) if len(ok) > 1 else float("nan"),
+        std=avg("std") if ok else float("nan"), direction=first.direction, cap=first.cap,
+        batch_size=first.batch_size, steps=first.steps, train_mi=avg("train_mi") if ok else float("nan"),
+        train_stderr=avg("train_stderr") if ok else float("nan"), heldout_mi=avg("heldout_mi"),
+        heldout_stderr=avg("heldout_stderr"), n_eval_batches=first.n_eval_batches,
+        history=np.asarray(first.history), preprocess=first.preprocess, best_step=first.best_step,
+        steps_run=first.steps_run, seed=first.seed,
+        per_seed=[{"seed": r.seed, "mi": r.mi, "stderr": r.stderr, "train_mi": r.train_mi, "failed": r.failed,
+                   "failure": r.failure, "best_step": r.best_step, "steps_run": r.steps_run} for r in results])
+    failed = [r for r in results if r.failed]
+    if failed and ok:
+        combined.warnings.append(f"{len(failed)} of {len(results)} seeds failed and are left out of the mean "
+                                 f"({failed[0].failure})")
+    if not ok:
+        combined.failed, combined.failure = True, f"every seed failed; seed {first.seed}: {first.failure}"
+    combined.estimator_modules = [getattr(r, "estimator_module", None) for r in results]
+    return combined
+
+
+def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
+             lr: float = DEFAULT_LR, preprocess: str | None = "copula", heldout_fraction: float = 0.2,
+             eval_batches: int | None = 200, early_stopping: bool = True, eval_every: int = DEFAULT_EVAL_EVERY,
+             patience: int = DEFAULT_PATIENCE, seed: int = 0, seeds: int | None = None, vectorize: bool = True,
+             on_failure: str = "warn", progress: bool = False, warn: bool = True, **estimator_kwargs) -> MIResult:
+    """Fit estimator ``name`` on paired samples x [n, dx], y [n, dy] (tensors or arrays) and report it.
+
+    * ``preprocess``: ``"copula"`` (default; per-dimension normal scores: keeps the MI, bounds heavy tails),
+      ``"standardize"`` or None (``mi_toolkit.preprocess``).  Inputs that require grad are detached: this measures
+      the data, it does not train whatever produced it.
+    * A ``heldout_fraction`` of the rows is kept out of training.  With ``early_stopping`` half of it (at most all
+      but one batch) is validation: every ``eval_every`` steps the held-out objective (the estimate itself for the
+      critic bounds, the negative log-likelihood of q for the conditional ones) is measured, the best checkpoint is
+      kept, and training stops after ``patience`` checks without improvement (or at ``steps``).  ``result.mi`` is
+      the estimate on the other held-out rows (the report rows), averaged over up to ``eval_batches`` disjoint
+      batches of ``batch_size``; ``result.train_mi`` the same on the training rows.
+    * ``seeds=S``: seeds ``seed .. seed+S-1`` (initial weights, split, batch order), trained as one vectorised model
+      (torch.func vmap over stacked weights; a plain loop for ba, mine, club_sample, whose forward has state or
+      Python control flow).  ``result.mi`` is the mean over seeds, ``result.stderr`` their std / sqrt(S),
+      ``result.per_seed`` each seed's figures.
+    * ``name`` may be a classical estimator, ``ksg`` (``k=3``, ``variant=1|2``) or ``gaussian``: no training, the
+      estimate on all rows, the standard error from ``subsamples`` (default 10) random halves.
+    * Guards: a non-finite estimate, InfoNCE outside [-log N, log N], an estimate far below 0 or above
+      2 log(n rows) is a failed fit: ``nan`` and a ``MIEstimateWarning`` (``on_failure="raise"``:
+      ``EstimationFailed``).
+    Extra keyword arguments go to ``mi_toolkit.estimator`` (critic, hidden [default 128 here], clip, entropy_y, ...).
+    """
+    # the arguments first, then the data, then the estimator's own options, and only then whether the data is
+    # large enough for them (so a misspelt name is reported as such, whatever the data)
+    if not isinstance(name, str) or (name not in ESTIMATORS and name not in CLASSICAL):
+        valid = ", ".join(sorted(set(ESTIMATORS) | set(CLASSICAL)))
+        raise ArgumentError(f"unknown estimator {name!r}; valid estimators: {valid}")
+    if on_failure not in ("warn", "raise"):
+        raise ArgumentError(f"on_failure must be 'warn' or 'raise', got {on_failure!r}")
+    if preprocess not in ("copula", "standardize", None):
+        raise ArgumentError(f"preprocess must be 'copula', 'standardize' or None, got {preprocess!r}")
+    seed = check_int(seed, "seed", minimum=0)
+    n_seeds = 1 if seeds is None else check_int(seeds, "seeds")
+    x, y = check_samples(x, y, min_batch=2)
+    x, y = x.detach().float(), y.detach().float()
+    if name in CLASSICAL:
+        return _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, estimator_kwargs)
+
+    batch_size = check_int(batch_size, "batch_size", minimum=2)
+    steps = check_int(steps, "steps")
+    lr = check_number(lr, "lr", positive=True)
+    eval_every = check_int(eval_every, "eval_every")
+    patience = check_int(patience, "patience")
+    if eval_batches is not None:
+        eval_batches = check_int(eval_batches, "eval_batches (None: every batch)")
+    if not isinstance(heldout_fraction, (int, float)) or not 0.0 <= heldout_fraction < 1.0:
+        raise ArgumentError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
+    if name == "ba" and estimator_kwargs.get("entropy_y") is not None and preprocess is not None:
+        raise ArgumentError("entropy_y is H(Y) of the raw y, but preprocess changes H(Y): pass preprocess=None "
+                            "with entropy_y")
+    estimator_kwargs.setdefault("hidden", DEFAULT_HIDDEN)
+    torch.manual_seed(seed)   # the estimator's initial weights
+    est = build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs)   # checks the options
+    n = x.shape[0]
+    n_val, n_test = _sizes(n, batch_size, heldout_fraction, early_stopping)
+    x, y = apply_preprocess(x, preprocess), apply_preprocess(y, preprocess)
+    val_batch = min(batch_size, n_val) if n_val else batch_size
+    seed_list = [seed + i for i in range(n_seeds)]
+    splits = [_split(n, n_val, n_test, s) for s in seed_list]
+
+    ests = [est]
+    for s in seed_list[1:]:
+        torch.manual_seed(s)
+        ests.append(build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs))
+    with value_checks(False):   # the data was checked once; a diverging critic is caught by the guards
+        if n_seeds > 1 and vectorize and name in VMAP_ESTIMATORS:
+            for e in ests:
+                e.validate = False
+            trained = _train_vmapped(ests, x, y, splits, steps, batch_size, lr, eval_every, patience, val_batch)
+            for e in ests:
+                e.validate = True
+        else:
+            trained = [_train_one(e, x, y, sp, steps, batch_size, lr, eval_every, patience, val_batch,
+                                  progress, name) for e, sp in zip(ests, splits)]
+        results = [_report(e, name, x, y, sp, batch_size, eval_batches, *t, steps, s, preprocess)
+                   for e, sp, t, s in zip(ests, splits, trained, seed_list)]
+    results = [_finish(r, n, on_failure if n_seeds == 1 else "warn", warn=False) for r in results]
+    if n_seeds == 1:
+        result = results[0]
+        if warn:
+            for message in result.warnings:
+                warnings.warn(f"{name}: {message}", MIEstimateWarning, stacklevel=2)
+        return result
+    result = _combine_seeds(results, name)
+    if result.failed and on_failure == "raise":
+        raise EstimationFailed(f"{name}: {result.failure}")
+    if result.failed:
+        result.warnings.insert(0, f"no estimate: {result.failure}")
     if warn:
         for message in result.warnings:
             warnings.warn(f"{name}: {message}", MIEstimateWarning, stacklevel=2)
-    result.estimator_module = est  # kept for inspection (not part of to_dict)
     return result
+
+
+def _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, kwargs) -> MIResult:
+    subsamples = kwargs.pop("subsamples", 10)
+    x, y = apply_preprocess(x, preprocess), apply_preprocess(y, preprocess)
+    n = x.shape[0]
+    value, stderr, halves = classical_estimate(name, x.numpy(), y.numpy(), subsamples=subsamples, seed=seed,
+                                               **kwargs)
+    result = MIResult(estimator=name, mi=value, stderr=stderr, std=float(np.std(halves)) if len(halves) else
+                      float("nan"), direction=CLASSICAL[name].direction, cap=None, batch_size=n, steps=0,
+                      train_mi=value, train_stderr=stderr, heldout_mi=None, heldout_stderr=None,
+                      n_eval_batches=len(halves), history=np.zeros(0), preprocess=preprocess, seed=seed)
+    return _finish(result, n, on_failure, warn, stacklevel=3)

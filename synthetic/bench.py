@@ -28,7 +28,7 @@ from .tasks import CorrelatedGaussian, Staircase, StudentT
 
 DEFAULT_ESTIMATORS = ("infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club", "l1out")
 RECORD_FIELDS = ["estimator", "direction", "task", "dim", "batch_size", "true_mi", "mean", "std", "stderr", "bias",
-                 "cap", "reference", "seconds_per_step", "steps_per_level", "window", "seed"]
+                 "cap", "reference", "seconds_per_step", "steps_per_level", "window", "seed", "diverged"]
 
 
 @dataclass
@@ -129,32 +129,52 @@ def summarise(name: str, trace: np.ndarray, seconds_per_step: float, est, config
         task = config.make_task(mi)
         level = trace[(k + 1) * config.steps_per_level - config.window:(k + 1) * config.steps_per_level]
         mean = float(np.mean(level))
+        std = float(np.std(level))
         records.append({
             "estimator": name, "direction": est.direction, "task": task.name, "dim": config.dim,
-            "batch_size": config.batch_size, "true_mi": float(task.mi), "mean": mean, "std": float(np.std(level)),
+            "batch_size": config.batch_size, "true_mi": float(task.mi), "mean": mean, "std": std,
             "stderr": _block_stderr(level), "bias": mean - float(task.mi), "cap": est.cap(config.batch_size),
             # what an upper bound converges to with the true conditional (CLUB's closed form), else None
             "reference": getattr(task, "club_with_true_conditional", None) if name in ("club", "club_sample") else None,
             "seconds_per_step": seconds_per_step, "steps_per_level": config.steps_per_level, "window": config.window,
-            "seed": config.seed,
+            "seed": config.seed, "diverged": diverged(mean, std, float(task.mi)),
         })
     return records
 
 
-def run_bench(config: BenchConfig, progress: bool = True):
-    """Run every estimator of ``config``; returns (records, traces {name: per-step estimates})."""
+def diverged(mean: float, std: float, true_mi: float) -> bool:
+    """A level whose estimate is not a number to report: NaN/inf, a spread larger than max(5 nats, the truth), or
+    an estimate further from the truth than 3x the truth + 2 nats (e.g. JS at 10 nats: mean -55.5, std 852)."""
+    return (not (math.isfinite(mean) and math.isfinite(std)) or std > max(5.0, true_mi)
+            or abs(mean - true_mi) > 3 * true_mi + 2)
+
+
+def run_bench(config: BenchConfig, progress: bool = True, *, done: dict | None = None, on_finished=None):
+    """Run every estimator of ``config``; returns (records, traces {name: per-step estimates}).
+
+    ``done``: ``{name: (records, trace)}`` of estimators finished earlier (a resumed run skips them);
+    ``on_finished(name, records, trace)`` is called as each estimator finishes (to keep it on disk)."""
     config.validate()
+    done = done or {}
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads if config.threads > 0 else (os.cpu_count() or 1))   # 0: all cores
     records, traces = [], {}
-    total = len(config.estimators) * len(config.levels) * config.steps_per_level
+    todo = [name for name in config.estimators if name not in done]
+    total = len(todo) * len(config.levels) * config.steps_per_level
     try:
         with tqdm(total=total, desc="bench", unit="step", disable=not progress) as bar:
             for name in config.estimators:
+                if name in done:
+                    records += done[name][0]
+                    traces[name] = done[name][1]
+                    continue
                 bar.set_postfix_str(name)
                 trace, seconds, est = train_on_staircase(name, config, bar)
                 traces[name] = trace
-                records += summarise(name, trace, seconds, est, config)
+                mine = summarise(name, trace, seconds, est, config)
+                records += mine
+                if on_finished is not None:
+                    on_finished(name, mine, trace)
     finally:
         torch.set_num_threads(previous_threads)
     return records, traces
@@ -163,15 +183,24 @@ def run_bench(config: BenchConfig, progress: bool = True):
 def format_table(records: list[dict]) -> str:
     lines = [f"{'estimator':<12} {'dir':<8} {'true':>6} {'mean':>8} {'std':>7} {'bias':>8} {'ms/step':>8}"]
     for r in records:
+        if r.get("diverged"):     # not an ordinary number: say so instead of printing it as one
+            lines.append(f"{r['estimator']:<12} {r['direction']:<8} {r['true_mi']:>6.2f} {'DIVERGED':>8} "
+                         f"{'-':>7} {'-':>8} {1000 * r['seconds_per_step']:>8.2f}  (mean {r['mean']:.3g}, "
+                         f"std {r['std']:.3g}: not an estimate)")
+            continue
         lines.append(f"{r['estimator']:<12} {r['direction']:<8} {r['true_mi']:>6.2f} {r['mean']:>8.3f} "
                      f"{r['std']:>7.3f} {r['bias']:>+8.3f} {1000 * r['seconds_per_step']:>8.2f}")
     return "\n".join(lines)
 
 
-def _ema(values: np.ndarray, rate: float = 0.02) -> np.ndarray:
+def _ema(values: np.ndarray, rate: float = 0.02, reset_every: int | None = None) -> np.ndarray:
+    """Exponential moving average, restarted every ``reset_every`` steps (at each level change of the staircase, so
+    the curve follows the level it is on instead of trailing the previous one)."""
     out = np.empty_like(values)
     acc = values[0]
     for i, v in enumerate(values):
+        if reset_every and i % reset_every == 0:
+            acc = v if np.isfinite(v) else acc
         acc = acc + rate * (v - acc) if np.isfinite(v) else acc
         out[i] = acc
     return out
@@ -193,7 +222,8 @@ def plot_bias(traces: dict, config: BenchConfig, path: str, records: list[dict] 
     for ax, name in zip(axes.flat, names):
         trace = traces[name]
         ax.plot(steps, trace, color="tab:blue", alpha=0.25, lw=0.5)
-        ax.plot(steps, _ema(trace), color="tab:blue", lw=1.2, label="estimate")
+        ax.plot(steps, _ema(trace, reset_every=config.steps_per_level), color="tab:blue", lw=1.2,
+                label="estimate (moving average, per level)")
         ax.plot(steps, truth, color="black", lw=1.2, label="true MI")
         upper_panel = ESTIMATORS[name][0].direction == UPPER
         if name == "infonce":

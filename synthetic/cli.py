@@ -1,12 +1,31 @@
-"""``mi-toolkit``: the bias benchmark and one-off estimates from the command line."""
+"""``mi-toolkit``: the bias benchmark and one-off estimates from the command line.
+
+    mi-toolkit bench --mi 2,4,6,8,10 --estimators infonce,smile --out DIR       DIR/results.json, bias.png, ...
+    mi-toolkit bench ... --out DIR --resume        continue an interrupted bench (finished estimators are kept)
+    mi-toolkit estimate --x x.npy --y y.npy --estimator smile [--json FILE]
+    mi-toolkit list
+
+Every argument is checked before any compute; a wrong one prints ``error: ...`` naming it and exits 2
+(``--debug`` shows the traceback).  An existing non-empty --out (or --json file) is never replaced without
+--overwrite.
+"""
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from mi_toolkit.validation import parse_floats, parse_names
+from mi_toolkit.cli_support import (HelpFormatter, add_version, check_input_file, check_output_dir,
+                                    check_output_file, float_arg, float_list, int_arg, name_list, progress_default,
+                                    run_cli)
+from mi_toolkit.errors import ArgumentError
+
+PROG = "mi-toolkit"
+RECORDS = "estimators"      # DIR/estimators/<name>.json + <name>.npy: each finished estimator, kept for --resume
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,87 +33,224 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import DEFAULT_ESTIMATORS
 
-    parser = argparse.ArgumentParser(prog="mi-toolkit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=HelpFormatter)
+    add_version(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{bench,estimate,list}")
 
-    bench = sub.add_parser("bench", help="train estimators on a staircase of known MI; write results and bias.png")
-    bench.add_argument("--task", default="gaussian", choices=["gaussian", "student-t"])
-    bench.add_argument("--dim", type=int, default=20)
-    bench.add_argument("--mi", type=parse_floats, default=[2.0, 4.0, 6.0, 8.0, 10.0], help="true MI levels (nats)")
-    bench.add_argument("--batch-size", type=int, default=64)
-    bench.add_argument("--steps-per-level", type=int, default=2000)
-    bench.add_argument("--estimators", type=parse_names, default=list(DEFAULT_ESTIMATORS),
-                       help=f"comma list from: {', '.join(available_estimators())}")
-    bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--lr", type=float, default=5e-4)
-    bench.add_argument("--critic", default="separable", choices=["separable", "bilinear", "concat"])
-    bench.add_argument("--hidden", type=int, default=256)
-    bench.add_argument("--layers", type=int, default=2)
-    bench.add_argument("--embed-dim", type=int, default=32)
-    bench.add_argument("--transform", default=None, choices=["cubic", "asinh", "half-cube", "rotation"])
-    bench.add_argument("--dof", type=float, default=5.0, help="degrees of freedom of the student-t task")
-    bench.add_argument("--window", type=int, default=None, help="last steps per level averaged (default min(500, steps/4))")
-    bench.add_argument("--threads", type=int, default=1)
-    bench.add_argument("--grad-clip", type=float, default=None, help="clip the estimator's gradient norm")
-    bench.add_argument("--out", default="bench-out", help="output folder")
-    bench.add_argument("--no-progress", action="store_true")
+    bench = sub.add_parser("bench", help="train estimators on a staircase of known MI; write results and bias.png",
+                           description="Train every estimator while the true MI steps through the levels; write "
+                                       "DIR/results.json, results.csv, traces.npz, config.json, bias.png.",
+                           formatter_class=HelpFormatter)
+    bench.add_argument("--task", default="gaussian", choices=["gaussian", "student-t"], help="the task with known MI")
+    bench.add_argument("--dim", type=int_arg(1), default=20, help="dimension of x and of y")
+    bench.add_argument("--mi", type=float_list(0.0, min_open=True), default=[2.0, 4.0, 6.0, 8.0, 10.0],
+                       help="comma list of true MI levels in nats, each > 0")
+    bench.add_argument("--batch-size", type=int_arg(2), default=64, help="samples per step (N; the cap log N)")
+    bench.add_argument("--steps-per-level", type=int_arg(1), default=2000, help="training steps at each MI level")
+    bench.add_argument("--estimators", type=name_list(available_estimators, "estimators"),
+                       default=list(DEFAULT_ESTIMATORS), help=f"comma list from: {', '.join(available_estimators())}")
+    bench.add_argument("--seed", type=int_arg(0), default=0, help="seed of the samples and initial weights")
+    bench.add_argument("--lr", type=float_arg(0.0, min_open=True), default=5e-4, help="Adam learning rate")
+    bench.add_argument("--critic", default="separable", choices=["separable", "bilinear", "concat"],
+                       help="critic architecture of the critic-based bounds")
+    bench.add_argument("--hidden", type=int_arg(1), default=256, help="hidden width of critics and conditionals")
+    bench.add_argument("--layers", type=int_arg(1), default=2, help="hidden layers of critics and conditionals")
+    bench.add_argument("--embed-dim", type=int_arg(1), default=32, help="embedding size of the separable critic")
+    bench.add_argument("--transform", default=None, choices=["cubic", "asinh", "half-cube", "rotation"],
+                       help="MI-preserving transform of the gaussian task (default: none)")
+    bench.add_argument("--dof", type=float_arg(0.0, min_open=True), default=5.0,
+                       help="degrees of freedom of the student-t task")
+    bench.add_argument("--window", type=int_arg(1), default=None,
+                       help="last steps of each level averaged, 1..steps-per-level (default: min(500, steps/4))")
+    bench.add_argument("--threads", type=int_arg(0), default=1, help="CPU threads (0: all cores)")
+    bench.add_argument("--grad-clip", type=float_arg(0.0, min_open=True), default=None,
+                       help="clip the estimator's gradient norm to this value > 0 (default: no clipping)")
+    bench.add_argument("--out", default="bench-out", help="output folder (refused when it holds results, unless "
+                                                          "--overwrite or --resume)")
+    bench.add_argument("--overwrite", action="store_true", help="replace the results in an existing --out")
+    bench.add_argument("--resume", action="store_true",
+                       help="continue an interrupted bench in --out with the same settings: estimators that "
+                            "finished (DIR/estimators/) are kept, the rest are run")
+    bench.add_argument("--progress", dest="progress", action="store_true", default=None,
+                       help="progress bar (default: on when stderr is a terminal)")
+    bench.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
-    est = sub.add_parser("estimate", help="estimate I(X;Y) from two .npy/.csv files of paired rows")
-    est.add_argument("--x", required=True)
-    est.add_argument("--y", required=True)
-    est.add_argument("--estimator", default="smile", help=f"one of: {', '.join(available_estimators())}")
-    est.add_argument("--steps", type=int, default=2000)
-    est.add_argument("--batch-size", type=int, default=64)
-    est.add_argument("--lr", type=float, default=5e-4)
-    est.add_argument("--heldout-fraction", type=float, default=0.2)
-    est.add_argument("--seed", type=int, default=0)
-    est.add_argument("--json", default=None, help="write the result here")
+    est = sub.add_parser("estimate", help="estimate I(X;Y) from two .npy/.csv files of paired rows",
+                         description="Fit an estimator on paired rows of two files (.npy, or .csv/.txt with commas) "
+                                     "and print the held-out estimate, its bound direction and warnings.",
+                         formatter_class=HelpFormatter)
+    est.add_argument("--x", required=True, metavar="FILE", help="x samples: .npy or comma-separated text, one row "
+                                                                "per sample")
+    est.add_argument("--y", required=True, metavar="FILE", help="y samples, rows paired with --x")
+    est.add_argument("--estimator", default="smile", choices=available_estimators(), metavar="NAME",
+                     help=f"one of: {', '.join(available_estimators())}")
+    est.add_argument("--steps", type=int_arg(1), default=2000, help="training steps")
+    est.add_argument("--batch-size", type=int_arg(2), default=64, help="samples per step")
+    est.add_argument("--lr", type=float_arg(0.0, min_open=True), default=5e-4, help="Adam learning rate")
+    est.add_argument("--heldout-fraction", type=float_arg(0.0, 1.0, max_open=True), default=0.2,
+                     help="fraction of rows held out of training, in [0, 1)")
+    est.add_argument("--seed", type=int_arg(0), default=0, help="seed of the split, batches and weights")
+    est.add_argument("--json", default=None, metavar="FILE", help="also write the result to this JSON file")
+    est.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    est.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="progress bar (default: on when stderr is a terminal)")
+    est.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
-    sub.add_parser("list", help="list the registered estimators")
+    sub.add_parser("list", help="list the registered estimators", formatter_class=HelpFormatter,
+                   description="List the registered estimators with their bound direction.")
     return parser
 
 
-def _load(path: str) -> np.ndarray:
-    if path.endswith(".npy"):
-        array = np.load(path)
+def _load(path: str, flag: str) -> np.ndarray:
+    """A [n, d] float array from .npy or comma-separated text; every problem is an error naming ``flag``."""
+    check_input_file(path, flag)
+    try:
+        if path.endswith(".npy"):
+            array = np.load(path, allow_pickle=False)     # never unpickle objects from a data file
+        else:
+            array = np.loadtxt(path, delimiter=",", ndmin=2)
+    except (ValueError, OSError, EOFError) as err:
+        kind = "a .npy file" if path.endswith(".npy") else "comma-separated numbers"
+        raise ArgumentError(f"{flag} {path}: cannot be read as {kind} (corrupt or truncated?): "
+                            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.number) or array.dtype == bool:
+        raise ArgumentError(f"{flag} {path}: expected numbers, got {getattr(array, 'dtype', type(array).__name__)}")
+    if array.ndim == 0 or array.size == 0:
+        raise ArgumentError(f"{flag} {path}: expected rows of samples, got shape {array.shape}")
+    array = array.reshape(len(array), -1)
+    bad = int((~np.isfinite(array)).sum())
+    if bad:
+        raise ArgumentError(f"{flag} {path}: contains {bad} NaN/inf value(s)")
+    return array
+
+
+def _check_estimate(args):
+    """Everything ``estimate`` needs, checked before any training: (x, y)."""
+    x, y = _load(args.x, "--x"), _load(args.y, "--y")
+    if len(x) != len(y):
+        raise ArgumentError(f"--x and --y must have the same number of rows (paired samples), got {len(x)} and {len(y)}")
+    n_heldout = int(round(len(x) * args.heldout_fraction))
+    if len(x) - n_heldout < args.batch_size or (n_heldout and n_heldout < args.batch_size):
+        raise ArgumentError(f"--batch-size {args.batch_size} needs at least {args.batch_size} training"
+                            f"{' and held-out' if n_heldout else ''} rows; --x has {len(x)} rows, "
+                            f"{n_heldout} held out (--heldout-fraction {args.heldout_fraction:g})")
+    if args.json:
+        check_output_file(args.json, "--json", overwrite=args.overwrite)
+    return x, y
+
+
+def _cmd_estimate(args) -> int:
+    from mi_toolkit.atomic import write_json_atomically
+    from mi_toolkit.fit import estimate
+
+    x, y = _check_estimate(args)
+    result = estimate(x, y, args.estimator, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      heldout_fraction=args.heldout_fraction, seed=args.seed,
+                      progress=progress_default(args.progress))
+    print(result)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _bench_config(args):
+    from dataclasses import asdict
+
+    from .bench import BenchConfig
+
+    if args.window is not None and args.window > args.steps_per_level:
+        raise ArgumentError(f"--window {args.window} must be at most --steps-per-level {args.steps_per_level}")
+    config = BenchConfig(task=args.task, dim=args.dim, levels=args.mi, batch_size=args.batch_size,
+                         steps_per_level=args.steps_per_level, estimators=args.estimators, seed=args.seed, lr=args.lr,
+                         critic=args.critic, hidden=args.hidden, layers=args.layers, embed_dim=args.embed_dim,
+                         transform=args.transform, dof=args.dof,
+                         window=args.window if args.window is not None else min(500, max(1, args.steps_per_level // 4)),
+                         threads=args.threads, grad_clip=args.grad_clip)
+    try:
+        config.validate()
+    except ValueError as err:        # the config's own checks (a level a task cannot reach, ...)
+        flags = {"levels": "--mi", "dof": "--dof", "window": "--window", "task": "--task"}
+        text = str(err)
+        for field, flag in flags.items():
+            text = text.replace(f"{field} ", f"{flag} ", 1) if text.startswith(field) else text
+        raise ArgumentError(text) from None
+    return config, asdict(config)
+
+
+def _bench_done(out: Path, settings: dict) -> dict:
+    """``--resume``: the finished estimators in ``out`` (their settings must be this call's)."""
+    saved_path = out / "config.json"
+    if not saved_path.exists():
+        raise ArgumentError(f"--resume: {out} holds no bench (no config.json); run without --resume")
+    saved = json.loads(saved_path.read_text())
+    differ = sorted(k for k in settings if k not in ("threads", "estimators") and saved.get(k) != settings[k])
+    if differ:
+        raise ArgumentError(f"--resume: {out} was run with other settings ({', '.join('--' + k.replace('_', '-') for k in differ)}"
+                            f" differ); give the same flags, or pick another --out")
+    done = {}
+    for name in settings["estimators"]:
+        rec, trace = out / RECORDS / f"{name}.json", out / RECORDS / f"{name}.npy"
+        if rec.exists() and trace.exists():
+            done[name] = (json.loads(rec.read_text()), np.load(trace, allow_pickle=False))
+    return done
+
+
+def _cmd_bench(args) -> int:
+    from mi_toolkit.atomic import write_atomically, write_json_atomically
+
+    from .bench import format_table, run_bench, write_outputs
+
+    config, settings = _bench_config(args)
+    out = Path(args.out)
+    if args.resume:
+        done = _bench_done(out, settings)
     else:
-        array = np.loadtxt(path, delimiter=",", ndmin=2)
-    return array.reshape(len(array), -1) if array.ndim == 1 else array
+        check_output_dir(out, "--out", overwrite=args.overwrite,
+                         resumable=f"continue it with the same flags and --resume")
+        done = {}
+        if args.overwrite and (out / RECORDS).is_dir():
+            shutil.rmtree(out / RECORDS)
+    (out / RECORDS).mkdir(parents=True, exist_ok=True)
+    write_json_atomically(out / "config.json", settings)
+
+    def keep(name, records, trace):      # each finished estimator, at once: Ctrl-C loses at most the current one
+        write_atomically(out / RECORDS / f"{name}.npy", lambda f: np.save(f, trace))
+        write_json_atomically(out / RECORDS / f"{name}.json", records)
+
+    if done:
+        print(f"resuming: {', '.join(done)} already finished in {out / RECORDS}", file=sys.stderr)
+    records, traces = run_bench(config, progress=progress_default(args.progress), done=done, on_finished=keep)
+    paths = write_outputs(str(out), records, traces, config)
+    print(format_table(records))
+    print(f"wrote {paths['results.json']}, {paths['results.csv']}, {paths['bias.png']}")
+    return 0
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _interrupted(args) -> str | None:
+    if args.command == "bench":
+        done = sorted(p.stem for p in (Path(args.out) / RECORDS).glob("*.json"))
+        if not done:
+            return "no estimator had finished; nothing was kept"
+        return (f"finished estimators ({', '.join(done)}) are in {Path(args.out) / RECORDS}; continue with the same "
+                "command plus --resume")
+    return None
+
+
+def _dispatch(args) -> int:
     if args.command == "list":
         from mi_toolkit.estimators import ESTIMATORS
         for name, (cls, description) in sorted(ESTIMATORS.items()):
             print(f"{name:<12} {cls.direction:<9} {description}")
         return 0
     if args.command == "estimate":
-        from mi_toolkit.atomic import write_json_atomically
-        from mi_toolkit.fit import estimate
-        result = estimate(_load(args.x), _load(args.y), args.estimator, steps=args.steps, batch_size=args.batch_size,
-                          lr=args.lr, heldout_fraction=args.heldout_fraction, seed=args.seed, progress=True)
-        print(result)
-        if args.json:
-            write_json_atomically(args.json, result.to_dict())
-        return 0
+        return _cmd_estimate(args)
+    return _cmd_bench(args)
 
-    from .bench import BenchConfig, format_table, run_bench, write_outputs
-    config = BenchConfig(task=args.task, dim=args.dim, levels=args.mi, batch_size=args.batch_size,
-                         steps_per_level=args.steps_per_level, estimators=args.estimators, seed=args.seed, lr=args.lr,
-                         critic=args.critic, hidden=args.hidden, layers=args.layers, embed_dim=args.embed_dim,
-                         transform=args.transform, dof=args.dof,
-                         window=args.window or min(500, max(1, args.steps_per_level // 4)), threads=args.threads,
-                         grad_clip=args.grad_clip)
-    try:
-        records, traces = run_bench(config, progress=not args.no_progress)
-    except ValueError as err:
-        print(f"mi-toolkit bench: error: {err}", file=sys.stderr)
-        return 2
-    paths = write_outputs(args.out, records, traces, config)
-    print(format_table(records))
-    print(f"wrote {paths['results.json']}, {paths['results.csv']}, {paths['bias.png']}")
-    return 0
+
+def main(argv=None) -> int:
+    return run_cli(PROG, build_parser(), argv, _dispatch, interrupted=_interrupted)
 
 
 if __name__ == "__main__":
