@@ -39,7 +39,7 @@ from mi_toolkit.validation import check_int, check_matrix, check_number, check_p
 __all__ = [
     "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "TEMPERATURES", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
     "SuperInfoTerms", "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
-    "ntxent_loss_local",
+    "ntxent_loss_local", "ntxent_mi_estimate", "pairwise_infonce_loss", "pairwise_infonce_loss_local",
 ]
 
 CONDITIONAL_BOUNDS = ("kl", "club")
@@ -51,7 +51,8 @@ TEMPERATURES = {
     "world": 0.2,           # the exact-truth world (8-dim heads, batch 256; docs/superinfo-world.md)
 }
 DEFAULT_TEMPERATURE = TEMPERATURES["loss"]
-NTXENT = "ntxent"
+NTXENT = "ntxent"           # SimCLR's NT-Xent over the 2N views (the trainer's contrastive term)
+PAIRWISE = "pairwise"       # the one-direction InfoNCE bound on I(z1;z2) (the exact-truth world's)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -74,12 +75,47 @@ def cosine_similarity_scores(z1: torch.Tensor, z2: torch.Tensor, temperature: fl
 
 def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
                 backend: str = "auto") -> torch.Tensor:
-    """The plain contrastive loss: -InfoNCE on cosine similarities at a temperature (one direction, z1 -> z2; the
-    in-batch z2's are the negatives).  Minus the value is a lower bound on I(z1;z2) (<= log N).
+    """SimCLR's NT-Xent (Chen et al. 2020, eq. 1 and its loss over all positive pairs): each of the 2N views
+    u in [z1; z2] is scored against the other 2N - 1 by cosine similarity / temperature; its positive is the other
+    view of the same image; the loss is the mean over the 2N rows of -log softmax at the positive.
 
-    ``backend``: ``"matrix"`` builds the N x N score matrix; a ``mi_toolkit.kernels`` backend name (``"chunked"``,
-    ``"triton"``, ...) runs the fused O(N)-memory kernel; ``"auto"`` takes the matrix below
-    ``mi_toolkit.kernels.FUSED_MIN_ROWS`` rows and the fused kernel from there on.
+    ``log(2N - 1) - loss`` estimates I(z1;z2) when the two views are exchangeable (``ntxent_mi_estimate``); the
+    one-direction InfoNCE bound proper is ``pairwise_infonce_loss``.  ``backend``: ``"matrix"`` or ``"auto"``
+    below ``mi_toolkit.kernels.FUSED_MIN_ROWS`` rows build the 2N x 2N scores; a kernel backend name (``"chunked"``,
+    ``"triton"``) or ``"auto"`` from there on run the fused O(N)-memory kernel.
+    """
+    _check_pair(z1, z2, "z1", "z2", min_batch=2)
+    temperature = check_number(temperature, "temperature", positive=True)
+    backend = kernels.fused_backend(backend, 2 * z1.shape[0]) or "naive"
+    return kernels.infonce(z1, z2, temperature=temperature, shape="simclr", normalize=True, backend=backend)
+
+
+def ntxent_mi_estimate(loss: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The InfoNCE reading of an NT-Xent loss over ``batch_size`` pairs: log(2N - 1) - loss (at most log(2N - 1))."""
+    return math.log(2 * batch_size - 1) - loss
+
+
+def ntxent_loss_local(z1: torch.Tensor, z2: torch.Tensor, z1_all: torch.Tensor, z2_all: torch.Tensor,
+                      row_offset: int, temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto") -> torch.Tensor:
+    """One rank's share of ``ntxent_loss(z1_all, z2_all)``: the mean over this rank's 2n rows (rows ``row_offset``
+    .. ``row_offset + n - 1`` of z1_all and of z2_all) of their NT-Xent against all 2N gathered views.
+
+    With equal rows per rank the mean over ranks equals ``ntxent_loss(z1_all, z2_all)``; gather z1_all, z2_all with
+    ``mi_toolkit.distributed.all_gather_with_grad`` so the negatives carry gradients back to their ranks.
+    """
+    _check_pair(z1, z2, "z1", "z2")
+    _check_pair(z1_all, z2_all, "z1_all", "z2_all", min_batch=2)
+    temperature = check_number(temperature, "temperature", positive=True)
+    backend = kernels.fused_backend(backend, 2 * z1_all.shape[0]) or "naive"
+    return kernels.infonce_local(z1, z2, z1_all, z2_all, row_offset, temperature=temperature, shape="simclr",
+                                 normalize=True, backend=backend, reduction="mean")
+
+
+def pairwise_infonce_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT_TEMPERATURE,
+                          backend: str = "auto") -> torch.Tensor:
+    """-InfoNCE on cosine similarities at a temperature, one direction (z1 -> z2; the in-batch z2's are the
+    negatives): minus the value is a lower bound on I(z1;z2) (<= log N).  The exact-truth world trains with it,
+    since there I(z1;z2) is what it measures.  ``backend`` as in ``ntxent_loss``.
     """
     _check_pair(z1, z2, "z1", "z2", min_batch=2)
     backend = kernels.fused_backend(backend, z1.shape[0])
@@ -90,15 +126,11 @@ def ntxent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = DEFAULT
                            backend=backend) - math.log(z1.shape[0])
 
 
-def ntxent_loss_local(z1: torch.Tensor, z2: torch.Tensor, z1_all: torch.Tensor, z2_all: torch.Tensor,
-                      row_offset: int, temperature: float = DEFAULT_TEMPERATURE, backend: str = "auto") -> torch.Tensor:
-    """One rank's share of ``ntxent_loss(z1_all, z2_all)``: the mean over this rank's rows z1 (rows ``row_offset``
-    .. ``row_offset + n - 1`` of z1_all) of their cross-entropy against all gathered z2_all, minus log N_all.
-
-    With equal rows per rank the mean over ranks equals ``ntxent_loss(z1_all, z2_all)``; gather z1_all, z2_all with
-    ``mi_toolkit.distributed.all_gather_with_grad`` so the negatives carry gradients back to their ranks.
-    ``backend``: as in ``ntxent_loss`` ("matrix" / small batches use the naive n x N kernel).
-    """
+def pairwise_infonce_loss_local(z1: torch.Tensor, z2: torch.Tensor, z1_all: torch.Tensor, z2_all: torch.Tensor,
+                                row_offset: int, temperature: float = DEFAULT_TEMPERATURE,
+                                backend: str = "auto") -> torch.Tensor:
+    """One rank's share of ``pairwise_infonce_loss(z1_all, z2_all)``: the mean over this rank's rows z1 of their
+    cross-entropy against all gathered z2_all, minus log N_all."""
     _check_pair(z1, z2, "z1", "z2")
     _check_pair(z1_all, z2_all, "z1_all", "z2_all", min_batch=2)
     temperature = check_number(temperature, "temperature", positive=True)
@@ -257,7 +289,9 @@ class SuperInfoTerms:
 class SuperInfoLoss(nn.Module):
     """L = -I_hat(z1;z2) + lambda_a U(v1;z1|v2) + lambda_b U(v2;z2|v1).
 
-    ``lower_bound``: ``"ntxent"`` (InfoNCE on cosine similarities / ``temperature``; no parameters) or the name of a
+    ``lower_bound``: ``"ntxent"`` (SimCLR's NT-Xent over the 2N views, cosine similarities / ``temperature``; no
+    parameters; ``mi_lower`` is then log(2N - 1) - loss), ``"pairwise"`` (the one-direction InfoNCE lower bound on
+    I(z1;z2), as the exact-truth world uses it) or the name of a
     lower bound in the ``mi_toolkit`` registry (``infonce``, ``nwj``, ``js``, ``smile``, ``mine``, ...; its critic
     becomes a sub-module, so optimise ``loss.parameters()`` too; extra keyword arguments go to it).
     ``conditional``: ``"kl"`` or ``"club"`` (see the module docstring).  ``lambda_b`` defaults to ``lambda_a``.
@@ -293,24 +327,25 @@ class SuperInfoLoss(nn.Module):
         if not isinstance(lower_bound, str):
             raise TypeError(f"lower_bound must be a name (str), got {type(lower_bound).__name__}")
         self.lower_bound = lower_bound
-        if lower_bound == NTXENT:
+        if lower_bound in (NTXENT, PAIRWISE):
             if estimator_kwargs:
-                raise TypeError(f"lower_bound 'ntxent' takes no estimator arguments, got {sorted(estimator_kwargs)}")
+                raise TypeError(f"lower_bound {lower_bound!r} takes no estimator arguments, got "
+                                f"{sorted(estimator_kwargs)}")
             self.temperature = check_number(DEFAULT_TEMPERATURE if temperature is None else temperature,
                                              "temperature", positive=True)
             self.estimator = None
         else:
             if temperature is not None:
-                raise ValueError(f"temperature applies to lower_bound='ntxent' only, not {lower_bound!r}")
+                raise ValueError(f"temperature applies to lower_bound='ntxent' or 'pairwise' only, not {lower_bound!r}")
             valid = [n for n in mi_toolkit.available_estimators()
                      if mi_toolkit.estimators.ESTIMATORS[n][0].direction == "lower"]
             if lower_bound not in mi_toolkit.ESTIMATORS:
-                raise ValueError(f"unknown lower bound {lower_bound!r}; valid: {', '.join([NTXENT] + valid)}")
+                raise ValueError(f"unknown lower bound {lower_bound!r}; valid: {', '.join([NTXENT, PAIRWISE] + valid)}")
             self.temperature = None
             self.estimator = mi_toolkit.estimator(lower_bound, self.z_dim, self.z_dim, **estimator_kwargs)
             if self.estimator.direction != "lower":
                 raise ValueError(f"{lower_bound!r} is an {self.estimator.direction} bound, not a lower bound on "
-                                 f"I(z1;z2); valid: {', '.join([NTXENT] + valid)}")
+                                 f"I(z1;z2); valid: {', '.join([NTXENT, PAIRWISE] + valid)}")
 
     def _check_lambda(self, value, name):
         value = check_number(value, name)
@@ -323,17 +358,28 @@ class SuperInfoLoss(nn.Module):
                        z2_all: torch.Tensor | None = None, row_offset: int = 0):
         """``(I_hat, contrastive_loss)`` on a batch of representation pairs (this rank's share when the gathered
         batch ``z1_all``, ``z2_all`` is given)."""
-        if self.estimator is None:
+        if self.lower_bound == NTXENT:
             if z1_all is None:
                 loss = ntxent_loss(z1, z2, self.temperature, backend=self.backend)
             else:
                 loss = ntxent_loss_local(z1, z2, z1_all, z2_all, row_offset, self.temperature, backend=self.backend)
+            return ntxent_mi_estimate(loss, z1.shape[0] if z1_all is None else z1_all.shape[0]), loss
+        if self.lower_bound == PAIRWISE:
+            if z1_all is None:
+                loss = pairwise_infonce_loss(z1, z2, self.temperature, backend=self.backend)
+            else:
+                loss = pairwise_infonce_loss_local(z1, z2, z1_all, z2_all, row_offset, self.temperature,
+                                                   backend=self.backend)
             return -loss, loss
         out = self.estimator(z1, z2) if z1_all is None else self.estimator(z1_all, z2_all)
         return out.mi, out.loss
 
     def forward(self, posterior1: GaussianPosterior, posterior2: GaussianPosterior, z1: torch.Tensor | None = None,
-                z2: torch.Tensor | None = None, generator: torch.Generator | None = None) -> SuperInfoTerms:
+                z2: torch.Tensor | None = None, generator: torch.Generator | None = None, *,
+                lambda_a: float | torch.Tensor | None = None,
+                lambda_b: float | torch.Tensor | None = None) -> SuperInfoTerms:
+        """Every term of the loss.  ``lambda_a``, ``lambda_b``: this step's weights (a schedule's or automatic
+        lambda's; floats or 0-dim tensors, which keep the step free of host reads) instead of the module's."""
         for post, name in ((posterior1, "posterior1"), (posterior2, "posterior2")):
             if not isinstance(post, GaussianPosterior):
                 raise TypeError(f"{name} must be a GaussianPosterior (the output of GaussianPosteriorHead), "
@@ -362,15 +408,18 @@ class SuperInfoLoss(nn.Module):
                                            everywhere(z1), mi_lower)
             sup_b = club_conditional_bound(everywhere(posterior2.mean), everywhere(posterior2.logvar),
                                            everywhere(z2), mi_lower)
+        lambda_a = self.lambda_a if lambda_a is None else lambda_a
+        lambda_b = self.lambda_b if lambda_b is None else lambda_b
         total = contrastive
-        if self.lambda_a != 0.0:   # lambda = 0 leaves the contrastive loss untouched, bit for bit
-            total = total + self.lambda_a * sup_a
-        if self.lambda_b != 0.0:
-            total = total + self.lambda_b * sup_b
+        # lambda = 0 (a float) leaves the contrastive loss untouched, bit for bit
+        if isinstance(lambda_a, torch.Tensor) or lambda_a != 0.0:
+            total = total + lambda_a * sup_a
+        if isinstance(lambda_b, torch.Tensor) or lambda_b != 0.0:
+            total = total + lambda_b * sup_b
         return SuperInfoTerms(total=total, contrastive=contrastive, mi_lower=mi_lower, superfluous_a=sup_a,
-                              superfluous_b=sup_b, lambda_a=self.lambda_a, lambda_b=self.lambda_b)
+                              superfluous_b=sup_b, lambda_a=lambda_a, lambda_b=lambda_b)
 
     def extra_repr(self) -> str:
-        lb = f"ntxent(temperature={self.temperature:g})" if self.estimator is None else self.lower_bound
+        lb = f"{self.lower_bound}(temperature={self.temperature:g})" if self.estimator is None else self.lower_bound
         return (f"lambda_a={self.lambda_a:g}, lambda_b={self.lambda_b:g}, lower_bound={lb}, "
                 f"conditional={self.conditional!r}")

@@ -23,6 +23,7 @@ from mi_toolkit.atomic import write_json_atomically
 from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from synthetic.multiview import LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
+from .lambdas import AUTO, DEFAULT_SLACK, AutoLambda, LambdaSchedule
 from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss
 
 __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
@@ -31,10 +32,10 @@ __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sw
 WORLDS = {"linear": MultiViewWorld, "nonlinear": NonlinearMultiViewWorld}
 
 DEFAULTS = dict(
-    lower_bound="ntxent", temperature=TEMPERATURES["world"], steps=800, batch_size=256, lr=0.01, z_dim=8,
+    lower_bound="pairwise", temperature=TEMPERATURES["world"], steps=800, batch_size=256, lr=0.01, z_dim=8,
     sigma=1.0,
     encoder_layers=0, hidden=64, shared_dim=4, nuisance_dim=6, t1_dim=2, noise_std=0.3, world="linear",
-    probe_samples=4000, probe_steps=100, log_every=50,
+    probe_samples=4000, probe_steps=100, log_every=50, lambda_warmup=0.25, lambda_ramp=0.0, lambda_slack=DEFAULT_SLACK,
 )
 
 
@@ -129,9 +130,21 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
 
     world = WORLDS[cfg["world"]](shared_dim=cfg["shared_dim"], nuisance_dim=cfg["nuisance_dim"],
                                  t1_dim=cfg["t1_dim"], noise_std=cfg["noise_std"], seed=world_seed)
-    loss_kwargs = {} if cfg["lower_bound"] != "ntxent" else {"temperature": cfg["temperature"]}
-    loss_fn = SuperInfoLoss(cfg["z_dim"], lambda_a, lambda_b, lower_bound=cfg["lower_bound"], conditional=bound,
+    loss_kwargs = {"temperature": cfg["temperature"]} if cfg["lower_bound"] in ("ntxent", "pairwise") else {}
+    auto = lambda_a == AUTO
+    if auto and lambda_b not in (None, AUTO):
+        raise ArgumentError(f"lambda_b must be left out (tied) with lambda_a='auto', got {lambda_b!r}")
+    loss_fn = SuperInfoLoss(cfg["z_dim"], 0.0 if auto else lambda_a, None if auto else lambda_b,
+                            lower_bound=cfg["lower_bound"], conditional=bound,
                             allow_negative_lambda=allow_negative_lambda, **loss_kwargs)
+    warmup = int(round(cfg["lambda_warmup"] * cfg["steps"]))
+    if auto:
+        controller = AutoLambda(max(1, warmup), cfg["steps"], slack=cfg["lambda_slack"])
+        schedule_a = schedule_b = controller.value
+    else:
+        ramp = int(round(cfg["lambda_ramp"] * cfg["steps"]))
+        schedule_a = LambdaSchedule(loss_fn.lambda_a, warmup, ramp)
+        schedule_b = LambdaSchedule(loss_fn.lambda_b, warmup, ramp)
     torch.manual_seed(seed)
     heads = [GaussianPosteriorHead(world.view_dim, cfg["z_dim"], hidden=cfg["hidden"], layers=cfg["encoder_layers"],
                                    sigma=cfg["sigma"]) for _ in range(2)]
@@ -144,10 +157,13 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
     history = []
     for step in range(cfg["steps"]):
         batch = world.sample(cfg["batch_size"], gen)
-        terms = loss_fn(heads[0](batch.v1), heads[1](batch.v2), generator=gen)
+        terms = loss_fn(heads[0](batch.v1), heads[1](batch.v2), generator=gen, lambda_a=schedule_a(step),
+                        lambda_b=schedule_b(step))
         opt.zero_grad()
         terms.total.backward()
         opt.step()
+        if auto:
+            controller.update(step, terms.mi_lower, terms.superfluous_a + terms.superfluous_b)
         if cfg["log_every"] and (step % cfg["log_every"] == 0 or step == cfg["steps"] - 1):
             history.append({"step": step, **{k: v for k, v in terms.as_dict().items() if not k.startswith("lambda")}})
     train_seconds = time.perf_counter() - started
@@ -157,8 +173,9 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
                                torch.Generator().manual_seed(20_000 + seed))
     final = history[-1] if history else {}
     result = {
-        "lambda": loss_fn.lambda_a,
-        "lambda_b": loss_fn.lambda_b,
+        "lambda": AUTO if auto else loss_fn.lambda_a,
+        "lambda_b": AUTO if auto else loss_fn.lambda_b,
+        "lambda_final": float(schedule_a(cfg["steps"])),     # the weight the last steps trained with
         "bound": bound,
         "seed": seed,
         "world_seed": world_seed,
@@ -178,7 +195,8 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
         "after": after,
         "world_truth": world.view_information(),
         "world": repr(world),
-        "config": {**cfg, "lambda_a": loss_fn.lambda_a, "lambda_b": loss_fn.lambda_b, "bound": bound},
+        "config": {**cfg, "lambda_a": AUTO if auto else loss_fn.lambda_a,
+                   "lambda_b": AUTO if auto else loss_fn.lambda_b, "bound": bound},
         "history": history,
         "seconds": time.perf_counter() - started,
         "train_seconds": train_seconds,

@@ -24,14 +24,16 @@ from superinfo.trainer.loop import (NonFiniteLossError, TrainConfig, _train_step
 GLOBAL_BATCH = 12           # divisible by 2 and 3
 TOL = dict(rtol=1e-5, atol=1e-5)
 
+NOW = dict(lambda_warmup_epochs=0, lambda_ramp_epochs=0)     # lambda at its target from the first step
 # (name, TrainConfig overrides): lambda = 0 and > 0, both conditional bounds, the naive and chunked InfoNCE kernels,
 # and a registry lower bound with a critic (computed on the gathered batch; its gradients averaged by hand)
 CASES = [
     ("simclr-naive", dict(lambda_a=0.0, kernel_backend="naive")),
     ("simclr-chunked", dict(lambda_a=0.0, kernel_backend="chunked")),
-    ("kl-chunked", dict(lambda_a=0.1, lambda_b=0.05, conditional="kl", kernel_backend="chunked")),
-    ("club-naive", dict(lambda_a=0.1, conditional="club", kernel_backend="naive")),
-    ("nwj-critic-kl", dict(lambda_a=0.1, lower_bound="nwj", temperature=None, extra={"hidden": 16})),
+    ("kl-chunked", dict(lambda_a=0.1, lambda_b=0.05, conditional="kl", kernel_backend="chunked", **NOW)),
+    ("club-naive", dict(lambda_a=0.1, conditional="club", kernel_backend="naive", **NOW)),
+    ("nwj-critic-kl", dict(lambda_a=0.1, lower_bound="nwj", temperature=None, extra={"hidden": 16}, **NOW)),
+    ("pairwise-naive", dict(lambda_a=0.1, lower_bound="pairwise", kernel_backend="naive", **NOW)),
 ]
 
 
@@ -230,7 +232,7 @@ def test_one_step_equals_single_process_on_the_global_batch(spawned, world):
 
 
 # ------------------------------------------- a whole step: optimiser, online probe (with unlabelled rows), metrics
-FULL_STEP = dict(lambda_a=0.1, kernel_backend="chunked", optimizer="sgd", momentum=0.0)   # SGD: the step is lr * grad
+FULL_STEP = dict(lambda_a=0.1, kernel_backend="chunked", optimizer="sgd", momentum=0.0, **NOW)   # SGD: the step is lr * grad
 
 
 def _full_step(t, batch) -> dict:

@@ -97,7 +97,8 @@ def test_a_training_step_reads_nothing_back_and_a_log_row_reads_once(tmp_path, l
     from superinfo.trainer.loop import _Interval, _train_step
 
     cfg = TrainConfig(dataset="digits", out=str(tmp_path), arch="tiny", width=4, z_dim=8, epochs=1, batch_size=BATCH,
-                      warmup_epochs=0, num_workers=0, device="cpu", lambda_a=lambda_a, probe=probe)
+                      warmup_epochs=0, num_workers=0, device="cpu", lambda_a=lambda_a, probe=probe,
+                      lambda_warmup_epochs=0, lambda_ramp_epochs=0)      # lambda constant: loss = c + lambda * U
     t = build_training(cfg, Pairs(), num_classes=3)
     interval = _Interval(t)
     with CountHostReads() as steps:

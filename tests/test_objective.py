@@ -17,6 +17,7 @@ from superinfo import (
     kl_conditional_bound,
     ntxent_loss,
 )
+from superinfo.objective import ntxent_mi_estimate, pairwise_infonce_loss
 from superinfo.world import _linear_encoder
 from synthetic import MultiViewWorld
 
@@ -39,6 +40,40 @@ def _heads_on_world(seed, scale=0.5, sigma=1.0, z_dim=4):
 
 
 # ----------------------------------------------------------------------------------------- lambda = 0 is SimCLR
+def simclr_reference(z1, z2, temperature):
+    """NT-Xent written out from the SimCLR paper (Chen et al. 2020, eq. 1 and the loss over all 2N positives):
+    l(i, j) = -log exp(sim(u_i, u_j)/t) / sum_{k != i} exp(sim(u_i, u_k)/t) over u = [z1; z2], averaged over the 2N
+    ordered positive pairs (i, j) = (k, k + N) and (k + N, k).  A plain loop: no shared code with the kernels."""
+    u = torch.cat([z1, z2])
+    n2 = u.shape[0]
+    total = 0.0
+    for i in range(n2):
+        j = (i + n2 // 2) % n2
+        sims = [torch.dot(u[i], u[k]) / (u[i].norm() * u[k].norm()) / temperature for k in range(n2)]
+        denominator = sum(torch.exp(sims[k]) for k in range(n2) if k != i)
+        total = total - torch.log(torch.exp(sims[j]) / denominator)
+    return total / n2
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
+@pytest.mark.parametrize("temperature", [0.1, 0.5])
+def test_ntxent_is_simclrs_loss_in_value_and_gradient(n, temperature):
+    g = torch.Generator().manual_seed(n)
+    z1, z2 = (torch.randn(n, 6, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    ref = simclr_reference(z1, z2, temperature)
+    ref_grads = torch.autograd.grad(ref, (z1, z2))
+    for backend in ("matrix", "chunked"):
+        got = ntxent_loss(z1, z2, temperature, backend=backend)
+        torch.testing.assert_close(got, ref)
+        for a, b in zip(torch.autograd.grad(got, (z1, z2)), ref_grads):   # both views get their gradient
+            torch.testing.assert_close(a, b)
+    # symmetric in the views, unlike the one-direction pairwise InfoNCE
+    torch.testing.assert_close(ntxent_loss(z2, z1, temperature), ref)
+    assert not torch.allclose(pairwise_infonce_loss(z1, z2, temperature) + math.log(n),
+                              pairwise_infonce_loss(z2, z1, temperature) + math.log(n))
+    assert ntxent_mi_estimate(ref, n) <= math.log(2 * n - 1)
+
+
 @pytest.mark.parametrize("conditional", ["kl", "club"])
 @pytest.mark.parametrize("temperature", [0.05, 0.5])
 def test_lambda_zero_is_exactly_the_plain_contrastive_loss(conditional, temperature):
@@ -46,11 +81,15 @@ def test_lambda_zero_is_exactly_the_plain_contrastive_loss(conditional, temperat
     g = torch.Generator().manual_seed(3)
     z1, z2 = p1.rsample(g), p2.rsample(g)
     terms = SuperInfoLoss(8, 0.0, conditional=conditional, temperature=temperature)(p1, p2, z1, z2)
+    assert torch.equal(terms.total, ntxent_loss(z1, z2, temperature))
+    torch.testing.assert_close(terms.total, simclr_reference(z1, z2, temperature))
+    assert torch.equal(terms.mi_lower, ntxent_mi_estimate(terms.total, 32))
+    # the pairwise contrastive term is the InfoNCE bound on I(z1;z2) itself
+    pairwise = SuperInfoLoss(8, 0.0, lower_bound="pairwise", conditional=conditional, temperature=temperature)
+    terms = pairwise(p1, p2, z1, z2)
     plain = -infonce_lower_bound(torch.nn.functional.normalize(z1, dim=1) @ torch.nn.functional.normalize(z2, dim=1).T
                                  / temperature)
-    assert torch.equal(terms.total, ntxent_loss(z1, z2, temperature))
-    assert torch.equal(terms.total, plain)
-    assert torch.equal(terms.mi_lower, -plain)
+    assert torch.equal(terms.total, plain) and torch.equal(terms.mi_lower, -plain)
     assert terms.superfluous_a.item() != 0.0   # the terms are still computed for the logs
 
 
@@ -70,12 +109,12 @@ def test_lambda_zero_gives_the_plain_contrastive_gradient():
     assert all(torch.equal(a, b) for a, b in zip(*grads))
 
 
-def test_ntxent_value_is_a_lower_bound_capped_at_log_n():
+def test_pairwise_infonce_value_is_a_lower_bound_capped_at_log_n():
     p1, p2 = _posteriors(n=16)
     for z1, z2 in ((p1.mean, p2.mean), (p1.mean, p1.mean)):
-        value = -ntxent_loss(z1, z2, 0.01)
+        value = -pairwise_infonce_loss(z1, z2, 0.01)
         assert value <= math.log(16) + 1e-9
-    assert -ntxent_loss(p1.mean, p1.mean, 0.01) > math.log(16) - 0.01   # identical views: at the cap
+    assert -pairwise_infonce_loss(p1.mean, p1.mean, 0.01) > math.log(16) - 0.01   # identical views: at the cap
     s = cosine_similarity_scores(p1.mean, p2.mean, 0.5)
     assert s.abs().max() <= 2.0 + 1e-9
 
@@ -93,7 +132,7 @@ def test_total_adds_the_weighted_terms():
         assert all(isinstance(v, float) for v in logs.values())
     kl = kl_conditional_bound(p1.mean, p1.logvar, p2.mean, p2.logvar)
     assert torch.allclose(SuperInfoLoss(8, 1.0)(p1, p2, z1, z2).superfluous_a, kl)
-    club = club_conditional_bound(p1.mean, p1.logvar, z1, -ntxent_loss(z1, z2))
+    club = club_conditional_bound(p1.mean, p1.logvar, z1, ntxent_mi_estimate(ntxent_loss(z1, z2), 32))
     assert torch.allclose(SuperInfoLoss(8, 1.0, conditional="club")(p1, p2, z1, z2).superfluous_a, club)
 
 

@@ -14,13 +14,17 @@ import torch
 from mi_toolkit.errors import ArgumentError
 from mi_toolkit.kernels import CALLER_BACKENDS
 
+from ..lambdas import AUTO, DEFAULT_SLACK
 from ..objective import CONDITIONAL_BOUNDS, TEMPERATURES
 from .models import ARCHS
 
-__all__ = ["FINAL_EVALS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "preset_config",
+__all__ = ["FINAL_EVALS", "METHODS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "lambda_epochs", "preset_config",
            "resolve_device", "uses_channels_last"]
 
 FINAL_EVALS = ("knn", "linear", "none")
+METHODS = ("simclr", "superinfo")
+# lambda > 0 (or auto): held at 0 for this share of the epochs, then ramped to its target over the next share
+LAMBDA_WARMUP_SHARE, LAMBDA_RAMP_SHARE = 0.2, 0.2
 
 
 @dataclass
@@ -42,8 +46,12 @@ class TrainConfig:
     head_layers: int = 1
     sigma: float | str = 1.0
     # objective
-    lambda_a: float = 0.0
+    method: str = "superinfo"
+    lambda_a: float | str = 0.0
     lambda_b: float | None = None
+    lambda_warmup_epochs: float | None = None
+    lambda_ramp_epochs: float | None = None
+    lambda_slack: float = DEFAULT_SLACK
     lower_bound: str = "ntxent"
     conditional: str = "kl"
     temperature: float | None = TEMPERATURES["small_images"]
@@ -80,6 +88,25 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> "TrainConfig":
+        if self.method not in METHODS:
+            raise ArgumentError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.method == "simclr" and (self.lambda_a != 0 or self.lambda_b not in (None, 0)
+                                        or self.lower_bound != "ntxent"):
+            raise ArgumentError("method 'simclr' is NT-Xent alone: it takes no lambda_a / lambda_b (they are 0) and "
+                                f"no other contrastive term (got lower_bound={self.lower_bound!r}); use method "
+                                "'superinfo' for those")
+        if self.lambda_a == AUTO:
+            if self.lambda_b is not None:
+                raise ArgumentError("lambda_b must be left out with lambda_a='auto': one automatic lambda weighs "
+                                    "both superfluous terms")
+        elif isinstance(self.lambda_a, str):
+            raise ArgumentError(f"lambda_a must be a number or 'auto', got {self.lambda_a!r}")
+        for name in ("lambda_warmup_epochs", "lambda_ramp_epochs"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= self.epochs:
+                raise ArgumentError(f"{name} must be in [0, epochs = {self.epochs}], got {value!r}")
+        if not 0 < self.lambda_slack < 1:
+            raise ArgumentError(f"lambda_slack must be in (0, 1), got {self.lambda_slack!r}")
         if self.arch not in ARCHS:
             raise ArgumentError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
         if self.conditional not in CONDITIONAL_BOUNDS:
@@ -145,6 +172,13 @@ def preset_config(name: str, **overrides) -> TrainConfig:
 RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",
                       "log_every", "progress", "download", "verify", "kernel_backend", "sync_bn")
 
+
+
+def lambda_epochs(cfg: TrainConfig) -> tuple[float, float]:
+    """(warm-up, ramp) epochs of lambda's schedule: the config's, or 20% + 20% of the run."""
+    warmup = LAMBDA_WARMUP_SHARE * cfg.epochs if cfg.lambda_warmup_epochs is None else cfg.lambda_warmup_epochs
+    ramp = LAMBDA_RAMP_SHARE * cfg.epochs if cfg.lambda_ramp_epochs is None else cfg.lambda_ramp_epochs
+    return warmup, ramp
 
 
 def resolve_device(name: str) -> torch.device:

@@ -46,8 +46,9 @@ from mi_toolkit.errors import ArgumentError
 from .. import data
 from mi_toolkit.validation import value_checks
 
+from ..lambdas import AUTO, AutoLambda, LambdaSchedule
 from ..objective import GaussianPosterior, SuperInfoLoss
-from .config import RESUME_OVERRIDABLE, TrainConfig, amp_dtype, resolve_device, uses_channels_last
+from .config import RESUME_OVERRIDABLE, TrainConfig, amp_dtype, lambda_epochs, resolve_device, uses_channels_last
 from .evaluate import evaluate_model, write_eval
 from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
 from .models import build_model
@@ -87,6 +88,8 @@ class Training:
     net: nn.Module          # what the step calls: the model, or its DistributedDataParallel wrapper
     noise: torch.Generator  # the posterior samples' noise, drawn for the global batch (identical on every rank)
     ctx: DistContext
+    schedules: tuple | None = None      # (lambda_a(step), lambda_b(step)) when lambda > 0: warm-up, then ramp
+    auto_lambda: AutoLambda | None = None
     epoch: int = 0          # completed epochs
     step: int = 0           # completed optimiser steps
 
@@ -124,8 +127,10 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     model = model.to(device)
     if uses_channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
-    temperature = cfg.temperature if cfg.lower_bound == "ntxent" else None
-    loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=cfg.lambda_a, lambda_b=cfg.lambda_b, lower_bound=cfg.lower_bound,
+    temperature = cfg.temperature if cfg.lower_bound in ("ntxent", "pairwise") else None
+    auto = cfg.lambda_a == AUTO
+    loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=0.0 if auto else cfg.lambda_a, lambda_b=cfg.lambda_b,
+                            lower_bound=cfg.lower_bound,
                             conditional=cfg.conditional, temperature=temperature,
                             allow_negative_lambda=cfg.allow_negative_lambda, backend=cfg.kernel_backend,
                             distributed=ctx.active, **cfg.extra).to(device)
@@ -156,15 +161,24 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
                              warmup_steps=int(round(cfg.warmup_epochs * steps)), final_factor=cfg.final_lr_factor)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg, device) == torch.float16)
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    return Training(cfg, device, model, loss_fn, probe, optimizer, probe_optimizer, scheduler, scaler, loader,
-                    generator, steps, net, noise, ctx)
+    t = Training(cfg, device, model, loss_fn, probe, optimizer, probe_optimizer, scheduler, scaler, loader,
+                 generator, steps, net, noise, ctx)
+    warmup_epochs, ramp_epochs = lambda_epochs(cfg)
+    warmup, ramp = int(round(warmup_epochs * steps)), int(round(ramp_epochs * steps))
+    if auto:
+        t.auto_lambda = AutoLambda(max(1, warmup), max(cfg.epochs * steps, warmup + 1), slack=cfg.lambda_slack,
+                                   device=device)
+        t.schedules = (t.auto_lambda.value, t.auto_lambda.value)
+    elif loss_fn.lambda_a != 0.0 or loss_fn.lambda_b != 0.0:     # lambda = 0: plain NT-Xent, nothing scheduled
+        t.schedules = (LambdaSchedule(loss_fn.lambda_a, warmup, ramp), LambdaSchedule(loss_fn.lambda_b, warmup, ramp))
+    return t
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # One step, top to bottom.  Nothing in it reads a value back to the host: the step's metrics stay on the device,
 # add up there, and are read once per logging interval (``read_metrics``), where a non-finite loss is caught.
 # ---------------------------------------------------------------------------------------------------------------
-LOSS_TERMS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b")
+LOSS_TERMS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "lambda_a", "lambda_b")
 # per step, on the device: the loss terms, then the probe's share of its mean loss, its correct and labelled rows,
 # whether it stepped, and how many encoder outputs were NaN/inf
 STEP_METRICS = LOSS_TERMS + ("probe_loss", "probe_correct", "probe_n", "probe_steps", "encoder_nonfinite")
@@ -199,8 +213,15 @@ def forward_backward(t: Training, batch):
     p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
     encoder_nonfinite = (~torch.isfinite(post.mean)).sum() + (~torch.isfinite(post.logvar)).sum()
     z1, z2 = _posterior_samples(t, p1, p2)
+    lambdas = {} if t.schedules is None else {"lambda_a": t.schedules[0](t.step), "lambda_b": t.schedules[1](t.step)}
     with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
-        terms = t.loss_fn(p1, p2, z1, z2)
+        terms = t.loss_fn(p1, p2, z1, z2, **lambdas)
+    if t.auto_lambda is not None:   # the global batch's terms move the multiplier, identically on every rank
+        both = torch.stack([terms.mi_lower.detach(), (terms.superfluous_a + terms.superfluous_b).detach()]).double()
+        if t.ctx.active:
+            dist.all_reduce(both)
+            both /= t.ctx.world_size
+        t.auto_lambda.update(t.step, both[0], both[1])
     t.optimizer.zero_grad(set_to_none=True)
     t.scaler.scale(terms.total).backward()
     average_gradients(t.loss_fn.parameters())
@@ -248,7 +269,9 @@ def _train_step(t: Training, batch) -> torch.Tensor:
     t.scheduler.step()
     t.step += 1
     probe = _probe_step(t, h[:n].detach(), batch[2]) if t.probe is not None else torch.zeros(4, device=t.device)
-    losses = torch.stack([terms.total, terms.contrastive, terms.mi_lower, terms.superfluous_a, terms.superfluous_b])
+    losses = torch.stack([terms.total, terms.contrastive, terms.mi_lower, terms.superfluous_a, terms.superfluous_b,
+                          torch.as_tensor(terms.lambda_a, device=t.device, dtype=terms.total.dtype),
+                          torch.as_tensor(terms.lambda_b, device=t.device, dtype=terms.total.dtype)])
     return torch.cat([losses.detach().float(), probe.float(), encoder_nonfinite.float().reshape(1)]).double()
 
 

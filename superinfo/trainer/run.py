@@ -32,7 +32,8 @@ __all__ = ["CHECKPOINT", "CheckpointError", "CONFIG", "LOG", "LOG_COLUMNS", "Run
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "log.csv"
-LOG_COLUMNS = ["epoch", "step", "lr", "loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b",
+LOG_COLUMNS = ["epoch", "step", "lr", "loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "lambda_a",
+               "lambda_b",
                "probe_loss", "probe_acc", "images_per_s", "elapsed_s"]
 
 
@@ -109,6 +110,7 @@ def _checkpoint_state(t, rng: list) -> dict:
         "optimizer": t.optimizer.state_dict(),
         "probe_optimizer": t.probe_optimizer.state_dict() if t.probe_optimizer is not None else None,
         "scheduler": t.scheduler.state_dict(), "scaler": t.scaler.state_dict(), "rng": rng,
+        "auto_lambda": t.auto_lambda.state_dict() if t.auto_lambda is not None else None,
         "world_size": t.ctx.world_size, "torch_version": str(torch.__version__),
     }
 
@@ -169,6 +171,8 @@ def restore_checkpoint(t, state: dict) -> None:
     t.optimizer.load_state_dict(state["optimizer"])
     t.scheduler.load_state_dict(state["scheduler"])
     t.scaler.load_state_dict(state["scaler"])
+    if t.auto_lambda is not None:
+        t.auto_lambda.load_state_dict(state["auto_lambda"])
     t.epoch, t.step = int(state["epoch"]), int(state["step"])
     rng = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]   # one entry per rank
     if len(rng) != t.ctx.world_size:
