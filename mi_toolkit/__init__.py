@@ -2,7 +2,8 @@
 
     import mi_toolkit
     est = mi_toolkit.estimator("smile", x_dim, y_dim)          # an nn.Module: est(x, y).mi, .loss
-    res = mi_toolkit.estimate(x, y, "smile", steps=2000)       # fit on samples, report with its uncertainty
+    res = mi_toolkit.estimate(x, y, "smile")                   # fit on samples, report with its uncertainty
+    res = mi_toolkit.estimate(x, y, "ksg")                     # classical baselines: ksg, gaussian
     with mi_toolkit.value_checks(False): ...                   # no NaN/inf scans (no device syncs) in here
 """
 from . import bounds, critics
@@ -23,14 +24,17 @@ from .bounds import (
 )
 from .critics import critic
 from .estimators import ESTIMATORS, EstimatorOutput, MIEstimator, available_estimators, estimator
-from .fit import MIEstimateWarning, MIResult, estimate
+from .classical import CLASSICAL, gaussian_mi, ksg_mi
+from .fit import EstimationFailed, MIEstimateWarning, MIResult, estimate
+from .preprocess import copula_normal_scores
 from .validation import value_checks, value_checks_enabled
 
 __version__ = "0.1.0"
 
 __all__ = [
     "bounds", "critics", "critic", "estimator", "estimate", "available_estimators", "ESTIMATORS",
-    "EstimatorOutput", "MIEstimator", "MIResult", "MIEstimateWarning",
+    "EstimatorOutput", "MIEstimator", "MIResult", "MIEstimateWarning", "EstimationFailed", "CLASSICAL", "ksg_mi",
+    "gaussian_mi", "copula_normal_scores",
     "infonce_lower_bound", "nwj_lower_bound", "dv_lower_bound", "mine_lower_bound", "js_lower_bound",
     "smile_lower_bound", "ba_lower_bound", "doe_estimate", "club_upper_bound", "club_sample_upper_bound",
     "l1out_upper_bound", "gaussian_kl_diag", "vib_kl_upper_bound", "value_checks", "value_checks_enabled",
