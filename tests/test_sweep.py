@@ -164,9 +164,8 @@ def test_cli_contract(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "kNN top-1 %" in printed and "sweep.csv" in printed
     assert (out / "runs" / "la0-lb0-ep1-seed0" / "eval.json").exists() and (out / "sweep.png").exists()
-    with pytest.raises(SystemExit) as info:                   # another grid in the same folder
-        main(argv[:4] + ["0.01"] + argv[5:])
-    assert info.value.code == 2 and "--extend" in capsys.readouterr().err
+    assert main(argv[:4] + ["0.01"] + argv[5:]) == 2           # another grid in the same folder
+    assert "--extend" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("args", [
@@ -178,9 +177,7 @@ def test_cli_contract(tmp_path, capsys):
     ["--preset", "digits", "--lambda-a", "0", "--protocols", "svm"],
 ])
 def test_cli_rejects_bad_input(tmp_path, args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["sweep", *args, "--out", str(tmp_path / "never"), "--no-progress"])
-    assert info.value.code == 2
+    assert main(["sweep", *args, "--out", str(tmp_path / "never"), "--no-progress"]) == 2
     assert not (tmp_path / "never").exists()
 
 
@@ -196,3 +193,21 @@ def test_a_config_field_added_later_counts_as_its_default(finished_sweep):
         assert run_point(spec.point_config(spec.points()[0], run_dir), ("knn",)) == "skipped"
     finally:
         (run_dir / "config.json").write_text(json.dumps(saved))
+
+
+def test_automatic_lambda_is_a_grid_point(tmp_path):
+    from superinfo.tools.analysis import plot_ablation, plot_final_terms
+
+    spec = tiny_spec(lambdas_a=(0.0, "auto"), seeds=(0,), epochs=(2,))
+    table = run_sweep(spec, tmp_path, progress=False)
+    assert [r["lambda_a"] for r in table["summary"]] == [0.0, "auto"]
+    auto = table["runs"][-1]
+    assert auto["lambda_b"] == "auto" and auto["lambda_final"] > 0
+    assert (tmp_path / "runs" / "laauto-lbauto-ep2-seed0" / "checkpoint.pt").exists()
+    config = json.loads((tmp_path / "runs" / "laauto-lbauto-ep2-seed0" / "config.json").read_text())
+    assert config["lambda_a"] == "auto" and config["lambda_b"] is None
+    assert "auto" in format_table(table) and (tmp_path / "sweep.png").stat().st_size > 0
+    plot_ablation(table, path=tmp_path / "a.png")
+    plot_final_terms(table, path=tmp_path / "f.png")
+    with pytest.raises(ValueError, match="leave lambdas_b"):
+        tiny_spec(lambdas_a=("auto",), lambdas_b=(0.1,)).points()

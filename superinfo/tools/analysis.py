@@ -77,9 +77,26 @@ def read_run(run_dir) -> dict:
             "eval": evaluation, "lambda_b": config["lambda_a"] if lambda_b is None else lambda_b}
 
 
+def _fmt(value) -> str:
+    return value if isinstance(value, str) else f"{value:g}"
+
+
+def _numeric(rows, x):
+    """The rows whose ``x`` is a number (automatic lambda is drawn apart, as a level)."""
+    return [r for r in rows if not isinstance(r[x], str)]
+
+
+def _auto_level(ax, rows, key, color, label, marker="o") -> None:
+    """Automatic lambda's runs as a horizontal band: mean +- std over seeds, at its place right of the grid."""
+    auto = [r for r in rows if r["lambda_a"] == "auto" and r.get(key) is not None]
+    for r in auto:
+        ax.axhline(r[key], color=color, ls=":", lw=1.2, label=f"{label} (auto λ)")
+        ax.axhspan(r[key] - (r.get(key + "_std") or 0), r[key] + (r.get(key + "_std") or 0), color=color, alpha=0.08)
+
+
 def run_label(run: dict) -> str:
     c = run["config"]
-    lam = f"λa={c['lambda_a']:g}" + ("" if run["lambda_b"] == c["lambda_a"] else f" λb={run['lambda_b']:g}")
+    lam = f"λa={_fmt(c['lambda_a'])}" + ("" if run["lambda_b"] == c["lambda_a"] else f" λb={_fmt(run['lambda_b'])}")
     return f"{lam} ep={c['epochs']} seed={c['seed']}"
 
 
@@ -162,8 +179,9 @@ def plot_ablation(table: dict, *, x: str = "lambda_a", protocols=("linear", "knn
     styles = {"linear": ("-", "o"), "knn": ("--", "s")}
     for i, group in enumerate(groups):
         color = f"C{i % 10}"
-        name = ", ".join(f"{k}={v:g}" for k, v in zip(group_keys, group))
-        rows = sorted((r for r in summary if tuple(r[k] for k in group_keys) == group), key=lambda r: r[x])
+        name = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(group_keys, group))
+        grouped = [r for r in summary if tuple(r[k] for k in group_keys) == group]
+        rows = sorted(_numeric(grouped, x), key=lambda r: r[x])
         for protocol in protocols:
             key = f"{protocol}_top1"
             shown = [r for r in rows if r[key] is not None]
@@ -172,8 +190,10 @@ def plot_ablation(table: dict, *, x: str = "lambda_a", protocols=("linear", "knn
             line, marker = styles.get(protocol, ("-.", "^"))
             ax.errorbar([r[x] for r in shown], [r[key] for r in shown], yerr=[r[key + "_std"] for r in shown],
                         ls=line, marker=marker, color=color, capsize=3, label=f"{protocol}, {name}".rstrip(", "))
-            dots = [r for r in runs if tuple(r[k] for k in group_keys) == group and r.get(key) is not None]
+            dots = [r for r in _numeric(runs, x) if tuple(r[k] for k in group_keys) == group and r.get(key) is not None]
             ax.plot([r[x] for r in dots], [r[key] for r in dots], marker, color=color, alpha=0.3, ms=4)
+            if x == "lambda_a":
+                _auto_level(ax, grouped, key, color, f"{protocol}, {name}".rstrip(", "))
     _x_axis(ax, summary, x, tied)
     seeds = max(len(r["seeds"]) for r in summary)
     ax.set_ylabel("top-1 accuracy")
@@ -190,10 +210,11 @@ def _grid_groups(summary: list[dict], x: str):
     """The grid axes other than ``x`` (lambda_b only when it is not tied to lambda_a) and their value tuples."""
     tied = all(r["lambda_b"] == r["lambda_a"] for r in summary)
     keys = [k for k in ("lambda_a", "lambda_b", "epochs") if k != x and not (tied and k == "lambda_b")]
-    return tied, keys, sorted({tuple(r[k] for k in keys) for r in summary})
+    return tied, keys, sorted({tuple(r[k] for k in keys) for r in summary}, key=lambda g: [str(v) for v in g])
 
 
 def _x_axis(ax, summary: list[dict], x: str, tied: bool) -> None:
+    summary = _numeric(summary, x)
     if x == "lambda_a":
         positive = sorted({r["lambda_a"] for r in summary if r["lambda_a"] > 0})
         ax.set_xscale("symlog", linthresh=positive[0] if positive else 1.0)
@@ -220,12 +241,14 @@ def plot_final_terms(table: dict, *, x: str = "lambda_a", terms=FINAL_TERMS, pat
     fig, axes = plt.subplots(1, len(terms), figsize=(5 * len(terms), 3.6), squeeze=False, layout="constrained")
     for ax, (term, title) in zip(axes[0], terms):
         for i, group in enumerate(groups):
-            rows = sorted((r for r in summary if tuple(r[k] for k in keys) == group and r.get(term) is not None),
-                          key=lambda r: r[x])
+            grouped = [r for r in summary if tuple(r[k] for k in keys) == group and r.get(term) is not None]
+            rows = sorted(_numeric(grouped, x), key=lambda r: r[x])
+            label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(keys, group)) or None
             if rows:
                 ax.errorbar([r[x] for r in rows], [r[term] for r in rows], yerr=[r[term + "_std"] for r in rows],
-                            marker="o", color=f"C{i % 10}", capsize=3,
-                            label=", ".join(f"{k}={v:g}" for k, v in zip(keys, group)) or None)
+                            marker="o", color=f"C{i % 10}", capsize=3, label=label)
+            if x == "lambda_a":
+                _auto_level(ax, grouped, term, f"C{i % 10}", label or term)
         _x_axis(ax, summary, x, tied)
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)

@@ -31,6 +31,7 @@ import numpy as np
 
 from mi_toolkit.atomic import write_atomically, write_json_atomically
 from mi_toolkit.errors import ArgumentError
+from ..lambdas import AUTO
 from ..trainer.config import RESUME_OVERRIDABLE, TrainConfig, preset_config
 from ..trainer.evaluate import PROTOCOLS, evaluate_run
 from ..trainer.loop import NonFiniteLossError, resume, train
@@ -45,22 +46,37 @@ GRID_KEYS = ("lambda_a", "lambda_b", "epochs", "seed")
 # the statistics BatchNorm sees)
 INVOCATION_FIELDS = ("out",) + tuple(f for f in RESUME_OVERRIDABLE if f not in ("epochs", "final_eval", "sync_bn"))
 LOSS_COLUMNS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "probe_acc")
-TABLE_COLUMNS = GRID_KEYS + ("linear_top1", "knn_top1") + LOSS_COLUMNS + ("epochs_done", "seconds", "run_dir")
+TABLE_COLUMNS = GRID_KEYS + ("linear_top1", "knn_top1") + LOSS_COLUMNS + ("lambda_final", "epochs_done", "seconds",
+                                                                        "run_dir")
 SPEC_FILE = "sweep_spec.json"
 TIMING_FILE = "timing.json"
 
 
-@dataclass(frozen=True, order=True)
+def format_lambda(value) -> str:
+    """A grid lambda as text: ``0.01``, or ``auto``."""
+    return value if value == AUTO else f"{value:g}"
+
+
+def lambda_key(value) -> tuple:
+    """Sort key of a grid lambda: the numbers in order, automatic lambda after them."""
+    return (1, 0.0) if value == AUTO else (0, float(value))
+
+
+def _lambda_value(value):
+    return AUTO if value == AUTO else float(value)
+
+
+@dataclass(frozen=True)
 class GridPoint:
-    lambda_a: float
-    lambda_b: float
+    lambda_a: float | str       # a number, or "auto" (then lambda_b is "auto" too: one multiplier for both)
+    lambda_b: float | str
     epochs: int
     seed: int
 
     @property
     def name(self) -> str:
-        """Readable run-folder name, e.g. ``la0.01-lb0.01-ep30-seed0``."""
-        return f"la{self.lambda_a:g}-lb{self.lambda_b:g}-ep{self.epochs}-seed{self.seed}"
+        """Readable run-folder name, e.g. ``la0.01-lb0.01-ep30-seed0`` or ``laauto-lbauto-ep30-seed0``."""
+        return f"la{format_lambda(self.lambda_a)}-lb{format_lambda(self.lambda_b)}-ep{self.epochs}-seed{self.seed}"
 
     def to_dict(self) -> dict:
         return {"lambda_a": self.lambda_a, "lambda_b": self.lambda_b, "epochs": self.epochs, "seed": self.seed}
@@ -94,7 +110,7 @@ class SweepSpec:
     def points(self) -> list[GridPoint]:
         """Every grid point, validated; seeds vary slowest so a stopped sweep has whole seeds done first."""
         base = self.base_config()
-        lambdas_a = _checked_values("lambdas_a", self.lambdas_a, float)
+        lambdas_a = _checked_values("lambdas_a", self.lambdas_a, _lambda_value)
         lambdas_b = None if self.lambdas_b is None else _checked_values("lambdas_b", self.lambdas_b, float)
         epochs = [base.epochs] if self.epochs is None else _checked_values("epochs", self.epochs, int)
         seeds = _checked_values("seeds", self.seeds, int)
@@ -104,16 +120,20 @@ class SweepSpec:
             raise ArgumentError(f"unknown protocols {bad}; valid: {', '.join(PROTOCOLS)}")
         if not base.allow_negative_lambda:
             for name, values in (("lambdas_a", lambdas_a), ("lambdas_b", lambdas_b or [])):
-                if any(v < 0 for v in values):
+                if any(v != AUTO and v < 0 for v in values):
                     raise ArgumentError(f"{name} ({_FLAGS[name]}) holds a negative lambda {values}; set "
                                      "allow_negative_lambda (--allow-negative-lambda) if you mean it")
         if any(e < 1 for e in epochs):
             raise ArgumentError(f"epochs (--epochs) must be >= 1, got {epochs}")
+        if AUTO in lambdas_a and lambdas_b is not None:
+            raise ArgumentError("lambdas_a (--lambda-a) holds 'auto', which weighs both terms: leave lambdas_b "
+                                "(--lambda-b) out")
         pairs = [(a, a) for a in lambdas_a] if lambdas_b is None else [(a, b) for a in lambdas_a for b in lambdas_b]
         return [GridPoint(a, b, e, s) for s in seeds for e in epochs for a, b in pairs]
 
     def point_config(self, point: GridPoint, run_dir) -> TrainConfig:
-        return preset_config(self.preset, **dict(self.overrides, lambda_a=point.lambda_a, lambda_b=point.lambda_b,
+        lambda_b = None if point.lambda_a == AUTO else point.lambda_b
+        return preset_config(self.preset, **dict(self.overrides, lambda_a=point.lambda_a, lambda_b=lambda_b,
                                                  epochs=point.epochs, seed=point.seed, out=str(run_dir)))
 
     def settings(self) -> dict:
@@ -137,8 +157,9 @@ def _checked_values(name: str, values, kind) -> list:
     try:
         out = [kind(v) for v in values]
     except (TypeError, ValueError):
-        raise ArgumentError(f"{where} must hold {kind.__name__} values, got {list(values)!r}") from None
-    if kind is float and not all(math.isfinite(v) for v in out):
+        what = "number or 'auto'" if kind is _lambda_value else kind.__name__
+        raise ArgumentError(f"{where} must hold {what} values, got {list(values)!r}") from None
+    if kind in (float, _lambda_value) and not all(v == AUTO or math.isfinite(v) for v in out):
         raise ArgumentError(f"{where} must hold finite numbers, got {out}")
     repeated = sorted({v for v in out if out.count(v) > 1})
     if repeated:
@@ -244,8 +265,9 @@ def run_record(run_dir) -> dict:
 
     run = read_run(run_dir)
     cfg = run["config"]
-    record = {"lambda_a": float(cfg["lambda_a"]), "lambda_b": float(run["lambda_b"]), "epochs": int(cfg["epochs"]),
-              "seed": int(cfg["seed"])}
+    auto = cfg["lambda_a"] == AUTO
+    record = {"lambda_a": _lambda_value(cfg["lambda_a"]), "lambda_b": AUTO if auto else float(run["lambda_b"]),
+              "epochs": int(cfg["epochs"]), "seed": int(cfg["seed"])}
     results = (run["eval"] or {}).get("results", {})
     for protocol in PROTOCOLS:
         r = results.get(protocol)
@@ -253,6 +275,7 @@ def run_record(run_dir) -> dict:
     last = run["last_log"]
     for key in LOSS_COLUMNS:
         record[key] = last.get(key)
+    record["lambda_final"] = last.get("lambda_a")       # the weight the last logged steps trained with
     record["epochs_done"] = int(last["epoch"]) if last.get("epoch") is not None else 0
     timing = _read_json(Path(run_dir) / TIMING_FILE)
     record["seconds"] = sum(timing.values()) if timing else last.get("elapsed_s")
@@ -266,9 +289,10 @@ def summarize(records: list[dict]) -> list[dict]:
     for r in records:
         groups.setdefault((r["lambda_a"], r["lambda_b"], r["epochs"]), []).append(r)
     summary = []
-    for (lambda_a, lambda_b, epochs), rows in sorted(groups.items()):
+    ordered = sorted(groups.items(), key=lambda kv: (lambda_key(kv[0][0]), lambda_key(kv[0][1]), kv[0][2]))
+    for (lambda_a, lambda_b, epochs), rows in ordered:
         row = {"lambda_a": lambda_a, "lambda_b": lambda_b, "epochs": epochs, "seeds": sorted(r["seed"] for r in rows)}
-        for key in ("linear_top1", "knn_top1") + LOSS_COLUMNS:
+        for key in ("linear_top1", "knn_top1", "lambda_final") + LOSS_COLUMNS:
             row[key], row[key + "_std"] = mean_std(r.get(key) for r in rows)
             row[key + "_n"] = sum(r.get(key) is not None for r in rows)
         summary.append(row)
@@ -288,7 +312,8 @@ def collect(source) -> dict:
             raise ArgumentError(f"{source} is neither a run folder (config.json) nor a sweep folder (runs/)")
     else:
         run_dirs = [Path(p) for p in source]
-    records = sorted((run_record(d) for d in run_dirs), key=lambda r: tuple(r[k] for k in GRID_KEYS))
+    records = sorted((run_record(d) for d in run_dirs),
+                     key=lambda r: (lambda_key(r["lambda_a"]), lambda_key(r["lambda_b"]), r["epochs"], r["seed"]))
     return {"runs": records, "summary": summarize(records)}
 
 
@@ -314,9 +339,10 @@ def format_table(table: dict, markdown: bool = False) -> str:
         return "n/a" if value is None else f"{value:.3f}".replace("-0.000", "0.000")
 
     head = ["lambda_a", "lambda_b", "epochs", "seeds", "linear top-1 %", "kNN top-1 %", "I(z1;z2) lower",
-            "superfluous_a"]
-    rows = [[f"{r['lambda_a']:g}", f"{r['lambda_b']:g}", str(r["epochs"]), str(len(r["seeds"])),
-             pct(r, "linear_top1"), pct(r, "knn_top1"), num(r["mi_lower"]), num(r["superfluous_a"])]
+            "superfluous_a", "final lambda_a"]
+    rows = [[format_lambda(r["lambda_a"]), format_lambda(r["lambda_b"]), str(r["epochs"]), str(len(r["seeds"])),
+             pct(r, "linear_top1"), pct(r, "knn_top1"), num(r["mi_lower"]), num(r["superfluous_a"]),
+             "n/a" if r.get("lambda_final") is None else f"{r['lambda_final']:.3g}"]
             for r in table["summary"]]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
