@@ -100,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_export_parser(sub)
     _add_transfer_parser(sub)
-    return parser
+    from mi_toolkit.cli_support import add_version
+
+    from .cli_checks import harden
+    add_version(parser)
+    return harden(parser)       # every option's range, help and default; --overwrite where results are written
 
 
 def _bool(text: str) -> bool:
@@ -330,7 +334,9 @@ def _train_or_resume(args, quiet: bool) -> int:
             raise ArgumentError("--out must be left out (or equal --resume) when resuming")
         summary = resume(args.resume, **overrides)
     else:
-        if args.out is None or (args.data_root is None and args.dataset != "digits"):
+        from .trainer.config import PRESETS
+        dataset = args.dataset or (PRESETS[args.preset]["dataset"] if args.preset else None)
+        if args.out is None or (args.data_root is None and dataset != "digits"):
             raise ArgumentError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR); "
                                 "only --dataset digits needs no data root")
         summary = train(train_config_from_args(args))
@@ -350,8 +356,10 @@ def _cmd_eval(args) -> int:
     from .trainer.evaluate import evaluate_run
 
     _set_threads(args.threads)
-    kw = dict(batch_size=args.batch_size, k=args.k, temperature=args.temperature, linear_epochs=args.epochs,
+    kw = dict(batch_size=args.batch_size, temperature=args.temperature, linear_epochs=args.epochs,
               linear_lr=args.lr, linear_weight_decay=args.weight_decay)
+    if args.k is not None:      # given: it must fit in the training set (checked before any features are computed)
+        kw.update(k=args.k, strict_k=True)
     if args.num_workers is not None:
         kw["num_workers"] = args.num_workers
     r = evaluate_run(args.run, args.protocol, dataset=args.dataset, data_root=args.data_root, device=args.device,
@@ -469,28 +477,30 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def _dispatch(args) -> int:
     if args.command is None:
-        parser.print_help()
+        build_parser().print_help()
         return 0
+    from mi_toolkit.cli_support import resolve_threads
+
+    from .cli_checks import validate
+    validate(args)                          # every file, folder and cross-setting check, before any compute
     import torch
 
-    torch.set_num_threads(max(1, getattr(args, "threads", 1)))
-    from .data import DataError
-    from .trainer.loop import NonFiniteLossError
+    torch.set_num_threads(resolve_threads(getattr(args, "threads", 1)))
+    return args.func(args)
 
-    try:
-        return args.func(args)
-    except NonFiniteLossError as err:       # the run itself failed; its message names the last good checkpoint
-        print(f"superinfo {args.command}: {err}", file=sys.stderr)
-        return 1
-    except DataError as err:                # a missing or corrupt file: a message, not a traceback
-        print(f"superinfo {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except UserError as err:                # a bad argument: a usage error, as argparse reports its own
-        parser.exit(2, f"superinfo {args.command}: error: {err}\n")
+
+def main(argv=None) -> int:
+    """The ``superinfo`` command; returns the exit status (2: a usage or data error, printed as ``error: ...``;
+    1: a run that failed, e.g. a non-finite loss; 130: Ctrl-C)."""
+    from mi_toolkit.cli_support import run_cli
+
+    from .cli_checks import interrupted
+    from .trainer.loop import NonFiniteLossError
+    # the run itself failed (exit 1): its message names the last good checkpoint
+    return run_cli("superinfo", build_parser(), argv, _dispatch, handlers=[(NonFiniteLossError, 1)],
+                   interrupted=interrupted)
 
 
 if __name__ == "__main__":

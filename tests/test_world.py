@@ -33,16 +33,12 @@ def test_cli_world_writes_the_contract_json(tmp_path, capsys):
 
 
 def test_cli_rejects_bad_arguments(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        main(["world", "--lambda", "-0.1", "--out", str(tmp_path)])
-    assert err.value.code == 2 and "--allow-negative-lambda" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["world", "--lambda", "0.1", "--bound", "mine", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        main(["world", "--out", str(tmp_path)])   # --lambda is required
-    with pytest.raises(SystemExit):
-        main(["world", "--lambda", "0", "--sigma", "0", "--out", str(tmp_path), "--steps", "1"])
-    assert "sigma must be > 0" in capsys.readouterr().err
+    assert main(["world", "--lambda", "-0.1", "--out", str(tmp_path)]) == 2    # exit status returned
+    assert "--allow-negative-lambda" in capsys.readouterr().err
+    assert main(["world", "--lambda", "0.1", "--bound", "mine", "--out", str(tmp_path)]) == 2
+    assert main(["world", "--out", str(tmp_path)]) == 2   # --lambda is required
+    assert main(["world", "--lambda", "0", "--sigma", "0", "--out", str(tmp_path), "--steps", "1"]) == 2
+    assert "argument --sigma: must be a number > 0" in capsys.readouterr().err
 
 
 def test_negative_lambda_runs_when_asked_for(tmp_path):

@@ -187,6 +187,9 @@ def evaluate_run(run_dir, protocol: str, *, dataset: str | None = None, data_roo
         cfg = dataclasses.replace(cfg, data_root=data_root)
     if eval_data is None:
         _, eval_data = data.load_datasets(cfg, eval_too=True, pretrain=False)
+    if kwargs.pop("strict_k", False) and protocol == "knn" and kwargs.get("k", 0) > len(eval_data[0]):
+        raise ArgumentError(f"--k {kwargs['k']} is larger than the {len(eval_data[0])} training images of "
+                            f"{cfg.dataset}; pick k <= {len(eval_data[0])}")
     if uses_channels_last(dataclasses.replace(cfg, channels_last=None), dev):
         model = model.to(memory_format=torch.channels_last)
     kwargs.setdefault("num_workers", 0 if dev.type == "cpu" else cfg.num_workers)
