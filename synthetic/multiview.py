@@ -7,6 +7,9 @@ conditional mutual information is a closed form of ``synthetic.gaussian`` (log-d
   v1 = A1 [s + e1; n1], v2 = A2 [s + e2; n2] with random invertible A.  For any linear-Gaussian encoder
   z = W v + b + noise it gives I(z1;z2), the superfluous I(z1;v1|v2), I(z1;s), I(z1;t1), the expected KL bound of
   the SuperInfo objective, and the Bayes accuracy of the two probe tasks, all exactly.
+* ``EntangledMultiViewWorld``: t1 rides on the shared directions (it is view 1's own deviation e1 on them), so an
+  encoder cannot keep the shared signal without keeping some t1: where the paper's "tuning lambda keeps part of
+  the non-shared task-relevant information" can show.
 * ``NonlinearMultiViewWorld``: views pushed through an invertible non-linear mixing v = B g(A u); every quantity
   between views and latents is unchanged (invariance of MI under invertible maps of one side).
 
@@ -25,7 +28,8 @@ from mi_toolkit.validation import check_int, check_number
 from .gaussian import _check_cov, _expected_kl, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix
 from .tasks import make_transform
 
-__all__ = ["LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld", "NonlinearMultiViewWorld"]
+__all__ = ["EntangledMultiViewWorld", "LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld",
+           "NonlinearMultiViewWorld"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -355,3 +359,41 @@ class NonlinearMultiViewWorld(MultiViewWorld):
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", nonlinearity={self.nonlinearity!r})"
+
+
+class EntangledMultiViewWorld(MultiViewWorld):
+    """``MultiViewWorld`` whose non-shared task-relevant part lies on the shared directions.
+
+    View 1 sees the shared part as s + e1 (as before), but the first ``t1_dim`` coordinates of e1 now have std
+    ``t1_std`` and *are* t1 (standardised): t1 = e1[:t1_dim] / t1_std.  v2 never sees e1, so t1 is non-shared
+    (I(v2;t1) = 0), yet every direction of v1 that carries s carries t1 too: keeping the shared signal costs keeping
+    some t1, and discarding superfluous information costs some t1.  The nuisance n1 stays pure nuisance.
+    """
+
+    def __init__(self, shared_dim: int = 4, nuisance_dim: int = 6, t1_dim: int = 2, noise_std: float = 0.3,
+                 t1_std: float = 0.6, condition: float = 4.0, seed: int = 0):
+        self.t1_std = check_number(t1_std, "t1_std", positive=True)
+        if check_int(t1_dim, "t1_dim", 1) > check_int(shared_dim, "shared_dim", 1):
+            raise ValueError(f"t1_dim must be <= shared_dim ({shared_dim}): t1 lies on the shared directions, "
+                             f"got {t1_dim}")
+        super().__init__(shared_dim, nuisance_dim, t1_dim, noise_std, condition, seed)
+
+    def _build_loadings(self):
+        super()._build_loadings()
+        L, k, ds = self._loadings, self.t1_dim, self.shared_dim
+        e1 = np.zeros((ds, self.source_dim))
+        e1[:, ds:2 * ds] = np.diag([self.t1_std] * k + [self.noise_std] * (ds - k))
+        L["e1"] = e1
+        L["t1"] = e1[:k] / self.t1_std
+        L["v1"] = self.mixing1 @ np.vstack([L["s"] + L["e1"], L["n1"]])
+        L["t1_score"] = self.t1_direction[None, :] @ L["t1"]
+
+    def view_information(self) -> dict:
+        out = super().view_information()
+        cov, b = self.joint_covariance()
+        out["i_v1_t1"] = gaussian_mi(cov, b["v1"], b["t1"])      # finite here: t1 is mixed with s
+        out["i_v1_s_given_v2"] = gaussian_conditional_mi(cov, b["v1"], b["s"], b["v2"])
+        return out
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + f", t1_std={self.t1_std:g})"
