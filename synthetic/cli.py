@@ -15,6 +15,7 @@ import argparse
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,9 @@ def _load(path: str, flag: str) -> np.ndarray:
         if path.endswith(".npy"):
             array = np.load(path, allow_pickle=False)     # never unpickle objects from a data file
         else:
-            array = np.loadtxt(path, delimiter=",", ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")     # "input contained no data": reported below as an error
+                array = np.loadtxt(path, delimiter=",", ndmin=2)
     except (ValueError, OSError, EOFError) as err:
         kind = "a .npy file" if path.endswith(".npy") else "comma-separated numbers"
         raise ArgumentError(f"{flag} {path}: cannot be read as {kind} (corrupt or truncated?): "
