@@ -13,9 +13,17 @@ from .gaussian import (
     random_invertible_matrix,
     rho_for_mi,
 )
-from .multiview import LinearGaussianEncoder, MultiViewSample, MultiViewWorld, NonlinearMultiViewWorld
+from .multiview import (EntangledMultiViewWorld, LinearGaussianEncoder, MultiViewSample, MultiViewWorld,
+                        NonlinearMultiViewWorld)
 from .tasks import (
     TRANSFORMS,
+    AdditiveNoise,
+    Bimodal,
+    Multinormal,
+    NormalCDF,
+    Spiral,
+    SwissRoll,
+    Wiggly,
     Asinh,
     ConditionalGaussian,
     ConditionalMITask,
@@ -37,7 +45,8 @@ TASKS = {"gaussian": CorrelatedGaussian, "student-t": StudentT}
 __all__ = [
     "TASKS", "TRANSFORMS", "Asinh", "CorrelatedGaussian", "Cubic", "HalfCube", "RandomRotation", "Staircase",
     "StudentT", "Transform", "make_transform", "rho_for_mi", "student_t_mi_correction",
-    "MITask", "ConditionalMITask", "Transformed",
-    "ConditionalGaussian", "LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld", "NonlinearMultiViewWorld",
+    "MITask", "ConditionalMITask", "Transformed", "AdditiveNoise", "Multinormal", "NormalCDF", "Wiggly", "Bimodal",
+    "Spiral", "SwissRoll",
+    "ConditionalGaussian", "LinearGaussianEncoder", "MultiViewSample", "EntangledMultiViewWorld", "MultiViewWorld", "NonlinearMultiViewWorld",
     "gaussian_conditional_mi", "gaussian_entropy", "gaussian_kl", "gaussian_mi", "random_invertible_matrix",
 ]

@@ -5,7 +5,8 @@ shape [n, dim_x], [n, dim_y] and knows ``task.mi`` in nats, so tests and plots n
 The conditional task (``ConditionalGaussian``) satisfies ``ConditionalMITask``: ``x, y, z = task.sample(...)`` and
 ``task.cmi`` = I(X;Y|Z).
 
-* Tasks: ``CorrelatedGaussian``, ``StudentT``; ``ConditionalGaussian``.
+* Tasks: ``CorrelatedGaussian``, ``Multinormal`` (dense / sparse, any dims), ``StudentT`` (any dims, any dof),
+  ``AdditiveNoise`` (1-D); ``ConditionalGaussian``.  ``synthetic.suite`` names the standard suite built from them.
 * MI-preserving transforms (``Transform`` and its subclasses, by name through ``make_transform``) and
   ``Transformed(task, transform_x, transform_y)``, which applies them to any task's samples and keeps its MI.
 * ``Staircase``: the benchmark's schedule of MI levels.
@@ -26,6 +27,7 @@ from .gaussian import LOG_2PI, gaussian_conditional_mi, gaussian_mi, random_inve
 __all__ = [
     "MITask", "ConditionalMITask", "Transform", "Cubic", "Asinh", "HalfCube", "RandomRotation", "TRANSFORMS",
     "make_transform", "Transformed", "CorrelatedGaussian", "StudentT", "ConditionalGaussian", "Staircase",
+    "NormalCDF", "Wiggly", "Bimodal", "Spiral", "SwissRoll", "AdditiveNoise", "Multinormal",
     "student_t_mi_correction",
 ]
 
@@ -90,6 +92,10 @@ class Transform:
     def entropy_shift(self, dim: int) -> float:
         """H(f(Y0)) - H(Y0) for Y0 ~ N(0, I_dim)."""
         return 0.0
+
+    def out_dim(self, dim: int) -> int:
+        """Features after the transform of a dim-feature side (an embedding may add some: the Swiss roll)."""
+        return dim
 
 
 class Cubic(Transform):
@@ -158,7 +164,113 @@ class RandomRotation(Transform):
         return y @ self.matrix.to(y)
 
 
-TRANSFORMS = {"identity": Transform, "cubic": Cubic, "asinh": Asinh, "half-cube": HalfCube, "rotation": RandomRotation}
+def _interp(values: torch.Tensor, xp: np.ndarray, fp: np.ndarray) -> torch.Tensor:
+    """Piecewise-linear monotone map through the table (xp, fp): invertible, so it keeps MI exactly."""
+    out = np.interp(values.detach().cpu().double().numpy(), xp, fp)
+    return torch.as_tensor(out, dtype=values.dtype, device=values.device)
+
+
+class NormalCDF(Transform):
+    """y -> Phi(y) per coordinate (Czyz et al. 2023): uniform margins on (0, 1)."""
+    name = "normal-cdf"
+
+    def forward(self, y):
+        return torch.special.ndtr(y)
+
+    def inverse(self, y):
+        return torch.special.ndtri(y)
+
+
+class Wiggly(Transform):
+    """y -> y + 0.4 sin(y) + 0.2 sin(1.7 y + 1) per coordinate: strictly increasing (slope >= 0.26), wiggly."""
+    name = "wiggly"
+    _grid = np.linspace(-12.0, 12.0, 48001)
+
+    @staticmethod
+    def _f(y):
+        return y + 0.4 * np.sin(y) + 0.2 * np.sin(1.7 * y + 1.0)
+
+    def forward(self, y):
+        return y + 0.4 * torch.sin(y) + 0.2 * torch.sin(1.7 * y + 1.0)
+
+    def inverse(self, y):
+        return _interp(y, self._f(self._grid), self._grid)
+
+
+class Bimodal(Transform):
+    """y -> F^{-1}(Phi(y)) per coordinate, F the CDF of 0.5 N(-1, 0.4^2) + 0.5 N(1, 0.4^2): standard normal
+    margins become bimodal.  F^{-1} o Phi is tabulated and interpolated piecewise linearly (increasing, so the
+    tabulated map itself is invertible and MI is kept exactly, whatever the table's accuracy)."""
+    name = "bimodal"
+    _t = np.linspace(-5.0, 5.0, 40001)
+    _z = stats.norm.ppf(np.clip(0.5 * stats.norm.cdf((_t + 1.0) / 0.4) + 0.5 * stats.norm.cdf((_t - 1.0) / 0.4),
+                                1e-300, 1 - 1e-16))
+
+    def forward(self, y):
+        return _interp(y, self._z, self._t)
+
+    def inverse(self, y):
+        return _interp(y, self._t, self._z)
+
+
+class Spiral(Transform):
+    """x -> rotation of each coordinate pair (0,1), (2,3), ... by the angle speed * |x|^2 (Czyz et al.'s spiral):
+    the norm is kept, so the inverse rotates back by speed * |y|^2.  Needs dim >= 2."""
+    name = "spiral"
+
+    def __init__(self, speed: float = 0.5):
+        self.speed = float(speed)
+
+    def _rotate(self, v, sign):
+        if v.shape[1] < 2:
+            raise ValueError(f"the spiral needs at least 2 features, got {v.shape[1]}")
+        angle = sign * self.speed * (v * v).sum(1, keepdim=True)
+        c, s_ = torch.cos(angle), torch.sin(angle)
+        out = v.clone()
+        pairs = v.shape[1] // 2
+        a, b = v[:, 0:2 * pairs:2], v[:, 1:2 * pairs:2]
+        out[:, 0:2 * pairs:2] = c * a - s_ * b
+        out[:, 1:2 * pairs:2] = s_ * a + c * b
+        return out
+
+    def forward(self, y):
+        return self._rotate(y, 1.0)
+
+    def inverse(self, y):
+        return self._rotate(y, -1.0)
+
+    def out_dim(self, dim):
+        if dim < 2:
+            raise ValueError(f"the spiral needs at least 2 features, got {dim}")
+        return dim
+
+
+class SwissRoll(Transform):
+    """2-D -> 3-D Swiss roll: u = Phi(x) in (0, 1)^2, t = 1.5 pi (1 + 2 u_0), out = (t cos t, 21 u_1, t sin t) / 10.
+    Injective (a smooth embedding), so MI is kept; the output lies on a 2-D surface in 3-D."""
+    name = "swiss-roll"
+
+    def forward(self, y):
+        if y.shape[1] != 2:
+            raise ValueError(f"the Swiss roll takes 2 features, got {y.shape[1]}")
+        u = torch.special.ndtr(y)
+        t = 1.5 * math.pi * (1.0 + 2.0 * u[:, 0])
+        return torch.stack([t * torch.cos(t), 21.0 * u[:, 1], t * torch.sin(t)], 1) / 10.0
+
+    def inverse(self, y):
+        y = y * 10.0
+        t = torch.sqrt(y[:, 0] ** 2 + y[:, 2] ** 2)   # the radius is t itself
+        u0 = (t / (1.5 * math.pi) - 1.0) / 2.0
+        return torch.special.ndtri(torch.stack([u0, y[:, 1] / 21.0], 1).clamp(1e-12, 1 - 1e-12))
+
+    def out_dim(self, dim):
+        if dim != 2:
+            raise ValueError(f"the Swiss roll takes 2 features, got {dim}")
+        return 3
+
+
+TRANSFORMS = {"identity": Transform, "cubic": Cubic, "asinh": Asinh, "half-cube": HalfCube, "rotation": RandomRotation,
+              "normal-cdf": NormalCDF, "wiggly": Wiggly, "bimodal": Bimodal, "spiral": Spiral, "swiss-roll": SwissRoll}
 
 
 def make_transform(name: str | Transform | None, dim: int, seed: int = 0) -> Transform:
@@ -189,7 +301,10 @@ class Transformed:
         self.task = task
         self.transform_x = make_transform(transform_x, task.dim_x, seed)
         self.transform_y = make_transform(transform_y, task.dim_y, seed)
-        self.dim_x, self.dim_y, self.mi = task.dim_x, task.dim_y, task.mi
+        self.dim_x = self.transform_x.out_dim(task.dim_x)
+        self.dim_y = self.transform_y.out_dim(task.dim_y)
+        self.mi = task.mi
+        self.mi_error = getattr(task, "mi_error", 0.0)
         sides = [f"{side}: {t.name}" for side, t in (("x", self.transform_x), ("y", self.transform_y))
                  if t.name != "identity"]
         self.name = f"{task.name} [{', '.join(sides)}]" if sides else task.name
@@ -259,6 +374,78 @@ class CorrelatedGaussian:
         return self.name
 
 
+class AdditiveNoise:
+    """1-D additive noise (Czyz et al. 2023): x ~ U(0, 1), y = x + n with n ~ U(-eps, eps) independent.
+
+    Closed form: I = h(Y) - h(N), Y's density the trapezoid U(0, 1) * U(-eps, eps).  With widths a <= b of the two
+    uniforms, h(Y) = log b + a / (2b); so I = eps - log(2 eps) for eps <= 1/2 and I = 1 / (4 eps) for eps >= 1/2.
+    """
+
+    def __init__(self, eps: float):
+        self.eps = check_number(eps, "eps", positive=True)
+        self.dim_x = self.dim_y = 1
+        self.mi = self.eps - math.log(2 * self.eps) if self.eps <= 0.5 else 1.0 / (4.0 * self.eps)
+        self.mi_error = 0.0
+        self.name = f"additive-noise(eps={self.eps:g})"
+
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
+        x = torch.rand(n, 1, generator=generator, dtype=torch.float64)
+        noise = (2.0 * torch.rand(n, 1, generator=generator, dtype=torch.float64) - 1.0) * self.eps
+        return x.to(dtype), (x + noise).to(dtype)
+
+    def __repr__(self):
+        return self.name
+
+
+class Multinormal:
+    """Jointly Gaussian x [dim_x], y [dim_y] (dims independent) with I(X;Y) = ``mi`` nats.
+
+    Built from canonical pairs: a ~ N(0, I_dx), b ~ N(0, I_dy), with corr(a_k, b_k) = rho on the first ``pairs``
+    coordinates (rho solved for ``mi``), I = -(pairs/2) log(1 - rho^2).  ``kind="dense"``: all min(dim_x, dim_y)
+    pairs interact, and x = Mx a, y = My b with random invertible Mx, My (every coordinate of x depends on every
+    coordinate of y; MI unchanged).  ``kind="sparse"``: only ``pairs`` (default 2) coordinate pairs interact and no
+    mixing, the rest is independent noise.  ``covariance`` is the joint covariance of [x, y] (closed-form check:
+    ``synthetic.gaussian_mi``).
+    """
+
+    def __init__(self, dim_x: int, dim_y: int, mi: float, kind: str = "dense", pairs: int | None = None,
+                 seed: int = 0):
+        self.dim_x, self.dim_y = check_int(dim_x, "dim_x"), check_int(dim_y, "dim_y")
+        self.mi = check_number(mi, "mi", nonnegative=True)
+        self.mi_error = 0.0
+        if kind not in ("dense", "sparse"):
+            raise ValueError(f"kind must be 'dense' or 'sparse', got {kind!r}")
+        self.kind = kind
+        k = min(self.dim_x, self.dim_y)
+        self.pairs = check_int(pairs if pairs is not None else (k if kind == "dense" else min(2, k)), "pairs")
+        if self.pairs > k:
+            raise ValueError(f"pairs must be <= min(dim_x, dim_y) = {k}, got {self.pairs}")
+        self.rho = rho_for_mi(self.pairs, self.mi)
+        rng = np.random.default_rng(seed)
+        if kind == "dense":
+            self.mix_x = random_invertible_matrix(self.dim_x, rng)
+            self.mix_y = random_invertible_matrix(self.dim_y, rng)
+        else:
+            self.mix_x, self.mix_y = np.eye(self.dim_x), np.eye(self.dim_y)
+        cross = np.zeros((self.dim_x, self.dim_y))
+        cross[:self.pairs, :self.pairs] = self.rho * np.eye(self.pairs)
+        self.covariance = np.block([[self.mix_x @ self.mix_x.T, self.mix_x @ cross @ self.mix_y.T],
+                                    [self.mix_y @ cross.T @ self.mix_x.T, self.mix_y @ self.mix_y.T]])
+        self.name = f"{kind}-gaussian({self.dim_x}x{self.dim_y}, mi={self.mi:g})"
+
+    def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
+        a = torch.randn(n, self.dim_x, generator=generator, dtype=torch.float64)
+        b = torch.randn(n, self.dim_y, generator=generator, dtype=torch.float64)
+        k = self.pairs
+        b = torch.cat([self.rho * a[:, :k] + math.sqrt(1.0 - self.rho ** 2) * b[:, :k], b[:, k:]], 1)
+        x = a @ torch.from_numpy(self.mix_x).T
+        y = b @ torch.from_numpy(self.mix_y).T
+        return x.to(dtype), y.to(dtype)
+
+    def __repr__(self):
+        return self.name
+
+
 def _t_entropy_term(dof: float, d: int) -> float:
     """The part of a d-dim Student-t entropy that does not depend on the scale matrix."""
     return (0.5 * d * math.log(dof * math.pi) + special.gammaln(dof / 2) - special.gammaln((dof + d) / 2)
@@ -272,14 +459,19 @@ def student_t_mi_correction(dof: float, dim_x: int, dim_y: int) -> float:
 
 class StudentT:
     """(x, y) jointly multivariate Student-t with ``dof`` degrees of freedom and the correlated-Gaussian scale matrix
-    (per-coordinate correlation rho).  Closed form: I = -(dim/2) log(1 - rho^2) + c(dof, dim, dim) where c > 0 comes
-    from the shared heavy tail; so even rho = 0 carries information.  Give ``mi`` (solved for rho) or ``rho``.
+    (per-coordinate correlation rho on the first min(dim_x, dim_y) coordinates; ``dim_y`` defaults to ``dim``).
+    Closed form: I = -(k/2) log(1 - rho^2) + c(dof, dim_x, dim_y) where c > 0 comes from the shared heavy tail; so
+    even rho = 0 carries information.  Give ``mi`` (solved for rho) or ``rho``.
     """
 
-    def __init__(self, dim: int, dof: float, mi: float | None = None, rho: float | None = None):
-        self.dim = self.dim_x = self.dim_y = check_int(dim, "dim")
+    def __init__(self, dim: int, dof: float, mi: float | None = None, rho: float | None = None,
+                 dim_y: int | None = None):
+        self.dim = self.dim_x = check_int(dim, "dim")
+        self.dim_y = self.dim if dim_y is None else check_int(dim_y, "dim_y")
+        self.pairs = min(self.dim_x, self.dim_y)
         self.dof = check_number(dof, "dof", positive=True)
-        self.correction = student_t_mi_correction(self.dof, self.dim, self.dim)
+        self.correction = student_t_mi_correction(self.dof, self.dim_x, self.dim_y)
+        self.mi_error = 0.0
         if (mi is None) == (rho is None):
             raise ValueError("give exactly one of mi (nats) or rho (per-coordinate correlation)")
         if mi is not None:
@@ -287,27 +479,30 @@ class StudentT:
             if mi < self.correction:
                 raise ValueError(f"mi must be >= {self.correction:.4f} nats for dim={dim}, dof={dof:g} "
                                  f"(the heavy tail alone carries that much), got {mi}")
-            self.rho = rho_for_mi(self.dim, mi - self.correction)
+            self.rho = rho_for_mi(self.pairs, mi - self.correction)
         else:
             if not (isinstance(rho, (int, float)) and 0 <= rho < 1):
                 raise ValueError(f"rho must be in [0, 1), got {rho!r}")
             self.rho = float(rho)
-        self.mi = -0.5 * self.dim * math.log1p(-self.rho ** 2) + self.correction
-        self.name = f"student-t(dim={self.dim}, dof={self.dof:g}, mi={self.mi:.3g})"
+        self.mi = -0.5 * self.pairs * math.log1p(-self.rho ** 2) + self.correction
+        dims = f"dim={self.dim}" if self.dim_y == self.dim_x else f"{self.dim_x}x{self.dim_y}"
+        self.name = f"student-t({dims}, dof={self.dof:g}, mi={self.mi:.3g})"
 
     @property
     def entropy_y(self) -> float:
-        """Y alone is a dim-variate t with identity scale, whatever rho."""
-        return _t_entropy_term(self.dof, self.dim)
+        """Y alone is a dim_y-variate t with identity scale, whatever rho."""
+        return _t_entropy_term(self.dof, self.dim_y)
 
     def scale_matrix(self) -> np.ndarray:
-        eye = np.eye(self.dim)
-        return np.block([[eye, self.rho * eye], [self.rho * eye, eye]])
+        cross = np.zeros((self.dim_x, self.dim_y))
+        cross[:self.pairs, :self.pairs] = self.rho * np.eye(self.pairs)
+        return np.block([[np.eye(self.dim_x), cross], [cross.T, np.eye(self.dim_y)]])
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
-        x = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        y = self.rho * x + math.sqrt(1.0 - self.rho ** 2) * noise
+        x = torch.randn(n, self.dim_x, generator=generator, dtype=torch.float64)
+        noise = torch.randn(n, self.dim_y, generator=generator, dtype=torch.float64)
+        k = self.pairs
+        y = torch.cat([self.rho * x[:, :k] + math.sqrt(1.0 - self.rho ** 2) * noise[:, :k], noise[:, k:]], 1)
         # a shared chi-square scale: u / dof with u ~ chi2(dof) = Gamma(dof/2, scale 2)
         u = torch._standard_gamma(torch.full((n, 1), self.dof / 2, dtype=torch.float64), generator=generator) * 2.0
         scale = torch.sqrt(self.dof / u)
@@ -315,9 +510,10 @@ class StudentT:
 
     def log_density_ratio(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """log p(x, y) - log p(x) - log p(y) per row (exact densities, for plug-in checks)."""
-        joint = stats.multivariate_t(loc=np.zeros(2 * self.dim), shape=self.scale_matrix(), df=self.dof)
-        marginal = stats.multivariate_t(loc=np.zeros(self.dim), shape=np.eye(self.dim), df=self.dof)
-        return joint.logpdf(np.concatenate([x, y], 1)) - marginal.logpdf(x) - marginal.logpdf(y)
+        joint = stats.multivariate_t(loc=np.zeros(self.dim_x + self.dim_y), shape=self.scale_matrix(), df=self.dof)
+        marginal_x = stats.multivariate_t(loc=np.zeros(self.dim_x), shape=np.eye(self.dim_x), df=self.dof)
+        marginal_y = stats.multivariate_t(loc=np.zeros(self.dim_y), shape=np.eye(self.dim_y), df=self.dof)
+        return joint.logpdf(np.concatenate([x, y], 1)) - marginal_x.logpdf(x) - marginal_y.logpdf(y)
 
     def __repr__(self):
         return self.name

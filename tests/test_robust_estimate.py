@@ -1,0 +1,183 @@
+"""estimate() on any data (issue 16): preprocessing, guards, classical baselines, seeds in one vectorised run.
+Tiny settings throughout; the full-size figures are in benchmarks/README.md."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.feature_selection import mutual_info_regression
+
+import mi_toolkit
+from mi_toolkit.classical import gaussian_mi, ksg_mi
+from mi_toolkit.fit import EstimationFailed, MIEstimateWarning, MIResult, check_bounds
+from mi_toolkit.preprocess import copula_bound, copula_normal_scores, preprocess
+from synthetic import Multinormal, StudentT, Transformed
+from synthetic.suite import HEAVIEST_TAILED, standard_suite
+
+TINY = dict(steps=150, batch_size=64, hidden=32, eval_every=50, patience=2, eval_batches=20)
+ALL_NAMES = mi_toolkit.available_estimators() + sorted(mi_toolkit.CLASSICAL)
+
+
+def sample(task, n, seed=0):
+    return task.sample(n, torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------------ preprocessing
+def test_copula_keeps_mi_and_bounds_heavy_tails():
+    task = Multinormal(2, 2, 1.0)
+    x, y = sample(Transformed(task, "cubic", "half-cube"), 20_000)
+    x0, y0 = sample(task, 20_000)
+    cx, cy = copula_normal_scores(x), copula_normal_scores(y)
+    # an increasing map per coordinate: the copula of the transformed data is that of the Gaussian data
+    assert torch.allclose(cx, copula_normal_scores(x0), atol=1e-5) and torch.allclose(cy, copula_normal_scores(y0), atol=1e-5)
+    assert gaussian_mi(cx.numpy(), cy.numpy()) == pytest.approx(task.mi, abs=0.03)
+    assert abs(gaussian_mi(x.numpy(), y.numpy()) - task.mi) > 0.1   # the raw cubes break the plug-in
+    heavy_x, _ = sample(StudentT(2, 1.0, rho=0.0), 5000)
+    scores = copula_normal_scores(heavy_x)
+    assert heavy_x.abs().max() > 100 and scores.abs().max() <= copula_bound(5000) + 1e-6
+    assert torch.allclose(scores.mean(0), torch.zeros(2), atol=1e-3) and torch.allclose(scores.std(0), torch.ones(2), atol=0.02)
+
+
+def test_copula_ties_get_average_ranks_and_standardize_is_affine():
+    t = torch.tensor([[1.0], [1.0], [2.0], [0.0]])
+    scores = copula_normal_scores(t)
+    assert scores[0] == scores[1] and scores[3] < scores[0] < scores[2]
+    z = preprocess(torch.tensor([[1.0, 5.0], [3.0, 5.0]]), "standardize")
+    assert torch.allclose(z[:, 0], torch.tensor([-1 / math.sqrt(2), 1 / math.sqrt(2)])) and torch.all(z[:, 1] == 0)
+    with pytest.raises(ValueError, match="preprocess"):
+        mi_toolkit.estimate(np.zeros((10, 1)), np.zeros((10, 1)), "smile", preprocess="rank")
+
+
+# ------------------------------------------------------------------------------------------ fixes
+def test_inputs_that_require_grad_are_measured_not_trained():
+    x, y = sample(Multinormal(2, 2, 1.0), 800)
+    x = x.clone().requires_grad_(True)
+    result = mi_toolkit.estimate(x, y, "infonce", warn=False, **TINY)
+    assert math.isfinite(result.mi) and x.grad is None
+
+
+def test_eval_batches_must_be_positive():
+    x, y = sample(Multinormal(1, 1, 0.5), 800)
+    with pytest.raises(ValueError, match="eval_batches"):
+        mi_toolkit.estimate(x, y, "smile", eval_batches=0, batch_size=64)
+    with pytest.raises(ValueError, match="on_failure"):
+        mi_toolkit.estimate(x, y, "smile", on_failure="ignore")
+    with pytest.raises(ValueError, match="entropy_y"):
+        mi_toolkit.estimate(x, y, "ba", entropy_y=1.0, batch_size=64)   # H(Y) of raw y, preprocessing on
+
+
+# ------------------------------------------------------------------------------------------ guards
+def _result(**overrides):
+    base = dict(estimator="smile", mi=1.0, stderr=0.01, std=0.1, direction="lower", cap=None, batch_size=64, steps=10,
+                train_mi=1.0, train_stderr=0.01, heldout_mi=1.0, heldout_stderr=0.01, n_eval_batches=10,
+                history=np.zeros(10))
+    base.update(overrides)
+    return MIResult(**base)
+
+
+def test_guards_name_what_happened_and_what_to_try():
+    assert check_bounds(_result(), 10_000) is None
+    assert check_bounds(_result(mi=-0.05), 10_000) is None        # at 0 within the noise: allowed
+    assert "not finite" in check_bounds(_result(mi=float("nan")), 10_000)
+    message = check_bounds(_result(estimator="infonce", mi=-134.5, cap=math.log(64)), 10_000)
+    assert "outside its range [-log N, log N]" in message and "Try" in message
+    assert "far below 0" in check_bounds(_result(estimator="mine", mi=-2.7e7), 10_000)
+    assert "far below 0" in check_bounds(_result(estimator="doe", direction="estimate", mi=-1.0), 10_000)
+    assert "more than 10000 samples can resolve" in check_bounds(_result(mi=8525.0), 10_000)
+
+
+def test_a_failed_fit_is_nan_with_a_warning_or_an_error():
+    # 120 rows, a wide conditional and no early stopping: DoE memorises its training rows
+    x, y = sample(Multinormal(2, 2, 1.0), 120)
+    kwargs = dict(steps=600, batch_size=20, lr=3e-3, hidden=256, early_stopping=False, preprocess=None)
+    with pytest.warns(MIEstimateWarning, match="no estimate: .*far below 0.*Try"):
+        result = mi_toolkit.estimate(x, y, "doe", **kwargs)
+    assert result.failed and math.isnan(result.mi) and result.heldout_mi < 0 < result.train_mi
+    assert "FAILED" in str(result)
+    with pytest.raises(EstimationFailed, match="far below 0"):
+        mi_toolkit.estimate(x, y, "doe", on_failure="raise", **kwargs)
+
+
+@pytest.mark.parametrize("preprocessing", ["copula", None])
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_heaviest_tailed_task_gives_a_value_in_range_or_the_documented_failure(name, preprocessing):
+    family, task = standard_suite()[HEAVIEST_TAILED]
+    x, y = sample(task, 1500)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MIEstimateWarning)
+        result = mi_toolkit.estimate(x, y, name, preprocess=preprocessing, **({} if name in mi_toolkit.CLASSICAL else TINY))
+    if result.failed:
+        assert math.isnan(result.mi) and any("no estimate" in str(w.message) for w in caught)
+        return
+    assert math.isfinite(result.mi)
+    assert result.mi >= -max(0.1, 3 * result.stderr) and result.mi <= 2 * math.log(1500)
+    if name == "infonce":
+        assert -math.log(64) <= result.mi <= math.log(64)
+    if preprocessing == "copula" and name in ("smile", "infonce", "ksg", "doe"):
+        assert abs(result.mi - task.mi) < 0.3     # and with the default preprocessing, near the truth (0.43)
+
+
+# ------------------------------------------------------------------------------------------ classical
+@pytest.mark.parametrize("dim, mi", [(1, 0.5), (2, 1.0), (5, 2.0)])
+def test_ksg_against_gaussian_closed_forms(dim, mi):
+    x, y = sample(Multinormal(dim, dim, mi, "sparse", pairs=dim), 3000)
+    for variant in (1, 2):
+        value = ksg_mi(x, y, k=3, variant=variant)
+        if dim == 1:
+            assert value == pytest.approx(mi, abs=0.06)
+        else:
+            # the known small-sample bias: downwards, growing with the dimension and the MI
+            assert mi - 0.6 < value < mi + 0.03
+    assert ksg_mi(x, y) == pytest.approx(mi, abs=0.06 if dim == 1 else 0.6)
+    assert gaussian_mi(x, y) == pytest.approx(mi, abs=0.06)
+
+
+def test_ksg_bias_grows_with_dimension():
+    errors = [ksg_mi(*sample(Multinormal(d, d, 1.0, "sparse", pairs=d), 2000)) - 1.0 for d in (1, 4, 8)]
+    assert errors[2] < errors[1] < errors[0] + 0.05 and errors[2] < -0.1
+
+
+def test_ksg_matches_scikit_learn_in_one_dimension():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(2000)
+    y = np.sin(2 * x) + 0.5 * rng.standard_normal(2000)
+    # scikit-learn scales to unit variance and adds 1e-10 noise, then KSG-1 with k neighbours
+    for k in (3, 6):
+        ours = ksg_mi(x / x.std(), y / y.std(), k=k, variant=1)
+        theirs = mutual_info_regression(x[:, None], y, n_neighbors=k, random_state=0)[0]
+        assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+def test_classical_estimators_share_the_result_object():
+    x, y = sample(Multinormal(2, 3, 1.0), 1000)
+    for name, kwargs in (("ksg", dict(k=5, variant=2)), ("gaussian", {})):
+        result = mi_toolkit.estimate(x, y, name, subsamples=6, **kwargs)
+        assert result.direction == "estimate" and result.estimator == name and result.cap is None
+        assert 0 < result.stderr < 0.2 and abs(result.mi - 1.0) < 0.25 and result.n_eval_batches == 6
+        assert isinstance(result.to_dict(), dict) and "estimate (no bound)" in str(result)
+    with pytest.raises(TypeError, match="unsupported argument"):
+        mi_toolkit.estimate(x, y, "ksg", hidden=3)
+    with pytest.raises(ValueError, match="variant"):
+        mi_toolkit.estimate(x, y, "ksg", variant=3)
+
+
+# ------------------------------------------------------------------------------------------ seeds
+@pytest.mark.parametrize("name", ["smile", "doe"])
+def test_seeds_in_one_vectorised_run_equal_the_per_seed_runs(name):
+    x, y = sample(Multinormal(2, 2, 1.0), 1500)
+    combined = mi_toolkit.estimate(x, y, name, seeds=2, warn=False, **TINY)
+    singles = [mi_toolkit.estimate(x, y, name, seed=s, warn=False, **TINY) for s in (0, 1)]
+    assert [p["seed"] for p in combined.per_seed] == [0, 1]
+    for per_seed, single in zip(combined.per_seed, singles):
+        assert per_seed["best_step"] == single.best_step and per_seed["steps_run"] == single.steps_run
+        assert per_seed["mi"] == pytest.approx(single.mi, abs=2e-4)
+    assert combined.mi == pytest.approx(np.mean([s.mi for s in singles]), abs=2e-4)
+    assert combined.stderr == pytest.approx(np.std([s.mi for s in singles], ddof=1) / math.sqrt(2), abs=2e-4)
+
+
+def test_seeds_fall_back_to_a_loop_where_the_forward_has_state():
+    x, y = sample(Multinormal(1, 1, 0.5), 1000)
+    result = mi_toolkit.estimate(x, y, "mine", seeds=2, warn=False, **TINY)
+    single = mi_toolkit.estimate(x, y, "mine", seed=1, warn=False, **TINY)
+    assert result.per_seed[1]["mi"] == single.mi
