@@ -100,3 +100,14 @@ def test_lambda_zero_is_plain_simclr_bit_for_bit(tmp_path):
                       load_checkpoint(tmp_path / "zero" / "checkpoint.pt"))
     with pytest.raises(ValueError, match="method 'simclr' is NT-Xent alone"):
         tiny_config(tmp_path / "x", method="simclr", lambda_a=0.1).validate()
+
+
+def test_lambda_a_and_lambda_b_differ_only_with_amortized_sigma():
+    from superinfo import GaussianPosteriorHead, SuperInfoLoss
+
+    torch.manual_seed(0)
+    v1, v2 = torch.randn(32, 6), torch.randn(32, 6)
+    for sigma, differ in ((1.0, False), ("learned", False), ("amortized", True)):
+        head = GaussianPosteriorHead(6, 4, hidden=8, layers=1, sigma=sigma)
+        terms = SuperInfoLoss(4, 0.1)(head(v1), head(v2))
+        assert (not torch.allclose(terms.superfluous_a, terms.superfluous_b)) == differ, sigma
