@@ -262,7 +262,19 @@ ESTIMATORS = {
 
 
 def available_estimators() -> list[str]:
+    """The trainable (neural) estimators: every one is an ``MIEstimator`` built by ``estimator()``."""
     return sorted(ESTIMATORS)
+
+
+def all_estimators() -> list[str]:
+    """Every name ``estimate()`` takes: the trainable estimators and the classical ones (``ksg``, ``gaussian``)."""
+    from .classical import CLASSICAL
+    return sorted(set(ESTIMATORS) | set(CLASSICAL))
+
+
+# the task suite's default: every estimator, the classical baselines included
+DEFAULT_SUITE_ESTIMATORS = ("infonce", "nwj", "dv", "mine", "js", "smile", "ba", "doe", "club", "club_sample",
+                            "l1out", "ksg", "gaussian")
 
 
 def check_estimator_name(name) -> str:

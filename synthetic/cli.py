@@ -2,6 +2,8 @@
 
     mi-toolkit bench --mi 2,4,6,8,10 --estimators infonce,smile --out DIR       DIR/results.json, bias.png, ...
     mi-toolkit bench ... --out DIR --resume        continue an interrupted bench (finished estimators are kept)
+    mi-toolkit bench --suite standard --estimators smile,infonce,ksg,gaussian --samples 10000 --seeds 0,1,2 --out DIR
+                                                   the task suite: DIR/suite.json, suite.csv, heatmap.png
     mi-toolkit estimate --x x.npy --y y.npy --estimator smile [--json FILE]
     mi-toolkit list
 
@@ -21,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mi_toolkit.cli_support import (HelpFormatter, add_version, check_input_file, check_output_dir,
-                                    check_output_file, float_arg, float_list, int_arg, name_list, progress_default,
+                                    check_output_file, float_arg, float_list, int_arg, int_list, name_list,
+                                    progress_default,
                                     run_cli)
 from mi_toolkit.errors import ArgumentError
 
@@ -30,7 +33,8 @@ RECORDS = "estimators"      # DIR/estimators/<name>.json + <name>.npy: each fini
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mi_toolkit.estimators import available_estimators
+    from mi_toolkit.estimators import all_estimators, available_estimators
+    from mi_toolkit.fit import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS
 
     from .bench import DEFAULT_ESTIMATORS
 
@@ -48,8 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma list of true MI levels in nats, each > 0")
     bench.add_argument("--batch-size", type=int_arg(2), default=64, help="samples per step (N; the cap log N)")
     bench.add_argument("--steps-per-level", type=int_arg(1), default=2000, help="training steps at each MI level")
-    bench.add_argument("--estimators", type=name_list(available_estimators, "estimators"),
-                       default=list(DEFAULT_ESTIMATORS), help=f"comma list from: {', '.join(available_estimators())}")
+    bench.add_argument("--estimators", type=name_list(all_estimators, "estimators"),
+                       default=list(DEFAULT_ESTIMATORS), help=f"comma list from: {', '.join(all_estimators())} "
+                       "(ksg and gaussian with --suite only; --suite's default: all of them)")
     bench.add_argument("--seed", type=int_arg(0), default=0, help="seed of the samples and initial weights")
     bench.add_argument("--lr", type=float_arg(0.0, min_open=True), default=5e-4, help="Adam learning rate")
     bench.add_argument("--critic", default="separable", choices=["separable", "bilinear", "concat"],
@@ -66,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int_arg(0), default=1, help="CPU threads (0: all cores)")
     bench.add_argument("--grad-clip", type=float_arg(0.0, min_open=True), default=None,
                        help="clip the estimator's gradient norm to this value > 0 (default: no clipping)")
+    bench.add_argument("--suite", default=None, choices=["standard"],
+                       help="run the named task suite with estimate()'s defaults instead of the staircase")
+    bench.add_argument("--samples", type=int_arg(2), default=10000, help="--suite: rows sampled per task")
+    bench.add_argument("--seeds", type=int_list(0), default=[0, 1, 2],
+                       help="--suite: estimator seeds, run as one vectorised fit")
+    bench.add_argument("--tasks", type=name_list(None, "tasks"), default=None,
+                       help="--suite: a comma list of the suite's tasks (default: all)")
+    bench.add_argument("--max-steps", type=int_arg(1), default=None,
+                       help="--suite: most training steps per fit (default: estimate()'s)")
     bench.add_argument("--out", default="bench-out", help="output folder (refused when it holds results, unless "
                                                           "--overwrite or --resume)")
     bench.add_argument("--overwrite", action="store_true", help="replace the results in an existing --out")
@@ -83,11 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--x", required=True, metavar="FILE", help="x samples: .npy or comma-separated text, one row "
                                                                 "per sample")
     est.add_argument("--y", required=True, metavar="FILE", help="y samples, rows paired with --x")
-    est.add_argument("--estimator", default="smile", choices=available_estimators(), metavar="NAME",
-                     help=f"one of: {', '.join(available_estimators())}")
-    est.add_argument("--steps", type=int_arg(1), default=2000, help="training steps")
-    est.add_argument("--batch-size", type=int_arg(2), default=64, help="samples per step")
-    est.add_argument("--lr", type=float_arg(0.0, min_open=True), default=5e-4, help="Adam learning rate")
+    est.add_argument("--estimator", default="smile", choices=all_estimators(), metavar="NAME",
+                     help=f"one of: {', '.join(all_estimators())}")
+    est.add_argument("--steps", type=int_arg(1), default=DEFAULT_STEPS, help="most training steps (early stopping)")
+    est.add_argument("--batch-size", type=int_arg(2), default=DEFAULT_BATCH_SIZE, help="samples per step")
+    est.add_argument("--lr", type=float_arg(0.0, min_open=True), default=DEFAULT_LR, help="Adam learning rate")
+    est.add_argument("--preprocess", default="copula", choices=["copula", "standardize", "none"],
+                     help="per-dimension transform before fitting (copula: normal scores, keeps MI)")
+    est.add_argument("--seeds", type=int_arg(1), default=None, help="seeds run as one vectorised fit (mean, spread)")
     est.add_argument("--heldout-fraction", type=float_arg(0.0, 1.0, max_open=True), default=0.2,
                      help="fraction of rows held out of training, in [0, 1)")
     est.add_argument("--seed", type=int_arg(0), default=0, help="seed of the split, batches and weights")
@@ -148,7 +165,8 @@ def _cmd_estimate(args) -> int:
 
     x, y = _check_estimate(args)
     result = estimate(x, y, args.estimator, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      heldout_fraction=args.heldout_fraction, seed=args.seed,
+                      heldout_fraction=args.heldout_fraction, seed=args.seed, seeds=args.seeds,
+                      preprocess=None if args.preprocess == "none" else args.preprocess,
                       progress=progress_default(args.progress))
     print(result)
     if args.json:
@@ -244,12 +262,47 @@ def _interrupted(args) -> str | None:
 def _dispatch(args) -> int:
     if args.command == "list":
         from mi_toolkit.estimators import ESTIMATORS
+        from mi_toolkit.classical import CLASSICAL
         for name, (cls, description) in sorted(ESTIMATORS.items()):
             print(f"{name:<12} {cls.direction:<9} {description}")
+        for name, classical in sorted(CLASSICAL.items()):
+            print(f"{name:<12} {classical.direction:<9} {classical.description}")
         return 0
     if args.command == "estimate":
         return _cmd_estimate(args)
+    if args.suite:
+        return _cmd_suite(args)
     return _cmd_bench(args)
+
+
+def _cmd_suite(args) -> int:
+    """``bench --suite NAME``: every estimator on every task of the suite with estimate()'s defaults."""
+    import time
+
+    from mi_toolkit.estimators import DEFAULT_SUITE_ESTIMATORS
+
+    from .bench import DEFAULT_ESTIMATORS
+    from .suite import SUITES, format_suite_table, run_suite, write_suite_outputs
+
+    estimators = list(DEFAULT_SUITE_ESTIMATORS) if args.estimators == list(DEFAULT_ESTIMATORS) else args.estimators
+    tasks = args.tasks
+    if tasks is not None:
+        unknown = [t for t in tasks if t not in SUITES[args.suite]()]
+        if unknown:
+            raise ArgumentError(f"--tasks: unknown {', '.join(map(repr, unknown))}; the {args.suite} suite has: "
+                                f"{', '.join(SUITES[args.suite]())}")
+    out = Path(args.out)
+    check_output_dir(out, "--out", overwrite=args.overwrite)
+    start = time.perf_counter()
+    records = run_suite(estimators, samples=args.samples, seeds=args.seeds, suite=args.suite, tasks=tasks,
+                        progress=True if args.progress is None else args.progress,
+                        **({} if args.max_steps is None else {"steps": args.max_steps}))
+    config = {"suite": args.suite, "estimators": estimators, "samples": args.samples, "seeds": args.seeds,
+              "tasks": tasks, "max_steps": args.max_steps, "seconds": time.perf_counter() - start}
+    paths = write_suite_outputs(str(out), records, config)
+    print(format_suite_table(records))
+    print(f"wrote {paths['suite.json']}, {paths['suite.csv']}, {paths['heatmap.png']} ({config['seconds']:.0f} s)")
+    return 0
 
 
 def main(argv=None) -> int:
