@@ -1,5 +1,4 @@
-"""The SuperInfo trainer: config + presets, build, training loop, checkpoints with exact resume, CSV log, online
-linear probe and a non-finite-loss guard.
+"""The training loop: build everything a run has, one step read top to bottom, ``train`` and ``resume``.
 
     from superinfo.trainer import TrainConfig, preset_config, train, resume
     cfg = preset_config("cifar10", data_root="data", out="runs/c10", lambda_a=0.1)
@@ -7,31 +6,31 @@ linear probe and a non-finite-loss guard.
     resume("runs/c10")               # continues bit-exactly from the last completed epoch
 
 One step: both views go through the encoder as one batch (BatchNorm sees both, as in SimCLR); the stochastic head
-gives p(z1|v1), p(z2|v2); ``SuperInfoLoss`` returns every term; Adam/LARS step; the warm-up + cosine schedule steps
-per iteration.  The online probe is a linear classifier on detached backbone features of view 1 with its own Adam;
-it never changes the encoder.  Labels < 0 (unlabelled images, e.g. STL-10's unlabelled split) are skipped by it.
+gives p(z1|v1), p(z2|v2); ``SuperInfoLoss`` returns every term, weighted by this step's lambda (its schedule, or
+automatic lambda: ``superinfo.lambdas``); Adam/LARS step; the warm-up + cosine schedule steps per iteration.  The
+online probe is a linear classifier on detached backbone features of view 1 with its own Adam; it never changes
+the encoder.  Labels < 0 (unlabelled images, e.g. STL-10's unlabelled split) are skipped by it.
 
-Checkpoints are written at the end of each epoch (``torch.save`` to a temporary file, then ``os.replace``): model,
-loss-module (critic) and probe weights, every optimiser, the schedule, the grad scaler, epoch/step counters and the
-RNG states of torch (CPU and CUDA), numpy, ``random`` and the DataLoader's generator.  With ``num_workers=0`` on CPU,
-training 2 epochs straight and training 1 epoch, stopping and resuming give bit-identical weights and optimiser
-states (tested).  A non-finite loss raises ``NonFiniteLossError`` before the optimiser step: nothing is saved, and
-the last checkpoint (the last completed epoch) stays as it was.
+Nothing in a step reads a value back to the host: the metrics add up on the device and are read once per log row
+(``read_metrics``).  That is also where a non-finite loss or encoder output is caught: ``NonFiniteLossError`` names
+the last good checkpoint, which stays as it was (checkpoints are written only after an epoch's last row is read).
 
-Several processes (``torchrun``, see ``superinfo.trainer.distributed``): ``batch_size`` stays the global batch, split evenly
-over the ranks (an error when it does not divide); a DistributedSampler gives each rank its share of each epoch;
-the model is wrapped in DistributedDataParallel, its BatchNorms synchronised across ranks with ``sync_bn``; the
-loss scores each rank's rows against the negatives of all ranks, gathered with gradients; the posterior noise is
-drawn for the global batch.  One step's loss and gradients are then those of one process on the global batch
-(tested with 2 and 3 gloo processes).  Rank 0 alone writes the log and the checkpoint; the checkpoint holds every
-rank's RNG state, and every rank restores its own on resume.
+Checkpoints are written at the end of each epoch, atomically (``superinfo.trainer.run``); a resumed run is
+bit-identical to an uninterrupted one (tested, on one process and on two).
+
+Several processes (``torchrun``, see ``superinfo.trainer.distributed``): ``batch_size`` stays the global batch,
+split evenly over the ranks (an error when it does not divide); a DistributedSampler gives each rank its share of
+each epoch; the model is wrapped in DistributedDataParallel, its BatchNorms synchronised across ranks with
+``sync_bn``; the loss scores each rank's rows against the negatives of all ranks, gathered with gradients; the
+posterior noise is drawn for the global batch.  One step's loss and gradients are then those of one process on the
+global batch (tested with 2 and 3 gloo processes).  Rank 0 alone writes the log and the checkpoint.
 """
 from __future__ import annotations
 
-import random
-import time
 import dataclasses
 import math
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +42,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from mi_toolkit.errors import ArgumentError
-from .. import data
 from mi_toolkit.validation import value_checks
 
+from .. import data
 from ..lambdas import AUTO, AutoLambda, LambdaSchedule
 from ..objective import GaussianPosterior, SuperInfoLoss
 from .config import RESUME_OVERRIDABLE, TrainConfig, amp_dtype, lambda_epochs, resolve_device, uses_channels_last
-from .evaluate import evaluate_model, write_eval
 from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
+from .evaluate import evaluate_model, write_eval
 from .models import build_model
 from .optim import WarmupCosine, build_optimizer
 from .run import (CHECKPOINT, RunLog, checkpoint_epoch, load_checkpoint, read_config, restore_checkpoint,
