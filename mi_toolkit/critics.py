@@ -160,6 +160,62 @@ class GaussianConditional(nn.Module):
         return gaussian_log_density_matrix(mu, logvar, y)
 
 
+class MixtureConditional(nn.Module):
+    """q(y | x) = sum_k pi_k(x) N(mu_k(x), diag sigma_k^2(x)): a small mixture-density network (Bishop 1994), so the
+    variational estimators (BA, DoE, CLUB, L1Out) can fit skewed, bimodal or heavy-shouldered conditionals that one
+    Gaussian cannot.  One MLP gives all K means, log-variances (tanh-squashed as in ``GaussianConditional``) and
+    mixing logits; a linear path beside it feeds the means.  ``components=1`` is a Gaussian conditional."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2, components: int = 4,
+                 min_logvar: float = -10.0, max_logvar: float = 5.0, linear_skip: bool = True):
+        super().__init__()
+        self.components = check_int(components, "components")
+        self.y_dim = y_dim
+        k = self.components
+        self.net = mlp(x_dim, hidden, layers, k * (2 * y_dim + 1))
+        self.skip = nn.Linear(x_dim, y_dim, bias=False) if linear_skip else None
+        self.min_logvar, self.max_logvar = min_logvar, max_logvar
+        with torch.no_grad():   # spread the initial means so the components do not start identical
+            last = self.net[-1]
+            offsets = torch.linspace(-1.0, 1.0, k) if k > 1 else torch.zeros(1)
+            last.bias.view(k, 2 * y_dim + 1)[:, :y_dim] += offsets[:, None]
+
+    def forward(self, x: torch.Tensor):
+        """(log_pi [N, K], mu [N, K, d], logvar [N, K, d])."""
+        out = self.net(x).view(x.shape[0], self.components, 2 * self.y_dim + 1)
+        mu, raw, logits = out[..., :self.y_dim], out[..., self.y_dim:2 * self.y_dim], out[..., -1]
+        if self.skip is not None:
+            mu = mu + self.skip(x).unsqueeze(1)
+        mid, half = (self.max_logvar + self.min_logvar) / 2, (self.max_logvar - self.min_logvar) / 2
+        return torch.log_softmax(logits, dim=-1), mu, mid + half * torch.tanh(raw / half)
+
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        log_pi, mu, logvar = self(x)
+        per = gaussian_log_density(mu, logvar, y.unsqueeze(1))           # [N, K]
+        return torch.logsumexp(log_pi + per, dim=-1)
+
+    def log_prob_matrix(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        log_pi, mu, logvar = self(x)
+        per = torch.stack([gaussian_log_density_matrix(mu[:, k], logvar[:, k], y) + log_pi[:, k:k + 1]
+                           for k in range(self.components)])            # [K, N, N]
+        return torch.logsumexp(per, dim=0)
+
+
+class MixtureMarginal(nn.Module):
+    """q(y) = sum_k pi_k N(m_k, diag s_k^2), learned: DoE's marginal model when the conditional is a mixture."""
+
+    def __init__(self, y_dim: int, components: int = 4):
+        super().__init__()
+        k = check_int(components, "components")
+        self.mu = nn.Parameter(torch.linspace(-1.0, 1.0, k)[:, None].repeat(1, y_dim) if k > 1 else torch.zeros(1, y_dim))
+        self.logvar = nn.Parameter(torch.zeros(k, y_dim))
+        self.logits = nn.Parameter(torch.zeros(k))
+
+    def log_prob(self, y: torch.Tensor) -> torch.Tensor:
+        per = gaussian_log_density(self.mu.unsqueeze(0), self.logvar.unsqueeze(0), y.unsqueeze(1))   # [N, K]
+        return torch.logsumexp(torch.log_softmax(self.logits, 0) + per, dim=-1)
+
+
 class GaussianMarginal(nn.Module):
     """q(y) = N(m, diag s^2) with learned m, log s^2: the marginal model of the DoE estimator."""
 

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from . import bounds, kernels
-from .critics import (GaussianConditional, GaussianMarginal, SeparableCritic, critic as build_critic,
-                      gaussian_log_density)
+from .critics import (GaussianConditional, GaussianMarginal, MixtureConditional, MixtureMarginal, SeparableCritic,
+                      critic as build_critic, gaussian_log_density)
 from .validation import check_features, check_int, check_number, check_samples
 
 LOWER, UPPER, ESTIMATE = "lower", "upper", "estimate"
@@ -151,14 +151,27 @@ class MINEEstimator(CriticEstimator):
         return value, -surrogate
 
 
+CONDITIONALS = ("gaussian", "mixture")
+
+
 class ConditionalEstimator(MIEstimator):
-    """Estimators built on a learned Gaussian q(y|x); loss = its negative log-likelihood (maximum likelihood fit)."""
+    """Estimators built on a learned q(y|x); loss = its negative log-likelihood (maximum likelihood fit).
+    ``conditional="gaussian"`` (one diagonal Gaussian, the default here) or ``"mixture"`` (a mixture-density network
+    of ``components`` diagonal Gaussians: non-Gaussian conditionals)."""
 
     def __init__(self, name: str, x_dim: int, y_dim: int, hidden: int = 256, layers: int = 2,
-                 validate: bool = True, **conditional_kwargs):
+                 validate: bool = True, conditional: str = "gaussian", components: int = 4, **conditional_kwargs):
         super().__init__(x_dim, y_dim, validate)
         self.name = name
-        self.conditional = GaussianConditional(x_dim, y_dim, hidden=hidden, layers=layers, **conditional_kwargs)
+        if conditional not in CONDITIONALS:
+            raise ValueError(f"conditional must be one of {', '.join(CONDITIONALS)}, got {conditional!r}")
+        self.conditional_kind = conditional
+        self.components = check_int(components, "components")
+        if conditional == "mixture":
+            self.conditional = MixtureConditional(x_dim, y_dim, hidden=hidden, layers=layers, components=components,
+                                                  **conditional_kwargs)
+        else:
+            self.conditional = GaussianConditional(x_dim, y_dim, hidden=hidden, layers=layers, **conditional_kwargs)
 
 
 class CLUBEstimator(ConditionalEstimator):
@@ -179,13 +192,17 @@ class CLUBSampleEstimator(ConditionalEstimator):
         super().__init__("club_sample", x_dim, y_dim, **kw)
 
     def _estimate(self, x, y):
-        mu, logvar = self.conditional(x)
         n = x.shape[0]
         order = torch.randperm(n, device=x.device)
         partner = torch.empty_like(order)
         partner[order] = order.roll(-1)  # a random derangement: nobody is paired with itself
-        log_q_joint = gaussian_log_density(mu, logvar, y)
-        log_q_shuffled = gaussian_log_density(mu, logvar, y[partner])
+        if isinstance(self.conditional, GaussianConditional):
+            mu, logvar = self.conditional(x)
+            log_q_joint = gaussian_log_density(mu, logvar, y)
+            log_q_shuffled = gaussian_log_density(mu, logvar, y[partner])
+        else:
+            log_q_joint = self.conditional.log_prob(x, y)
+            log_q_shuffled = self.conditional.log_prob(x, y[partner])
         return bounds.club_sample_upper_bound(log_q_joint, log_q_shuffled), -log_q_joint.mean()
 
 
@@ -238,7 +255,8 @@ class BAEstimator(ConditionalEstimator):
 class DoEEstimator(ConditionalEstimator):
     def __init__(self, x_dim, y_dim, **kw):
         super().__init__("doe", x_dim, y_dim, **kw)
-        self.marginal = GaussianMarginal(y_dim)
+        self.marginal = MixtureMarginal(y_dim, self.components) if self.conditional_kind == "mixture" \
+            else GaussianMarginal(y_dim)
 
     def _estimate(self, x, y):
         log_q_joint = self.conditional.log_prob(x, y)
@@ -289,7 +307,8 @@ def estimator(name: str, x_dim: int, y_dim: int, **kwargs) -> MIEstimator:
 
     Critic-based lower bounds take ``critic`` (separable/bilinear/concat), ``hidden``, ``layers``, ``embed_dim``;
     ``smile`` takes ``clip``; ``mine`` takes ``ema_rate``; conditional ones take ``hidden``, ``layers``; ``ba``
-    takes ``entropy_y``.
+    takes ``entropy_y``; conditional ones (ba, doe, club, club_sample, l1out) take ``conditional="gaussian"|
+    "mixture"`` and ``components`` (mixture-density q(y|x); DoE's q(y) becomes a mixture too).
     """
     cls, _ = ESTIMATORS[check_estimator_name(name)]
     try:
