@@ -294,8 +294,11 @@ def _cmd_suite(args) -> int:
     out = Path(args.out)
     check_output_dir(out, "--out", overwrite=args.overwrite)
     start = time.perf_counter()
+    partial = {"suite": args.suite, "estimators": estimators, "samples": args.samples, "seeds": args.seeds,
+               "tasks": tasks, "max_steps": args.max_steps, "partial": True}
     records = run_suite(estimators, samples=args.samples, seeds=args.seeds, suite=args.suite, tasks=tasks,
                         progress=True if args.progress is None else args.progress,
+                        on_task_done=lambda done: write_suite_outputs(str(out), done, partial),
                         **({} if args.max_steps is None else {"steps": args.max_steps}))
     config = {"suite": args.suite, "estimators": estimators, "samples": args.samples, "seeds": args.seeds,
               "tasks": tasks, "max_steps": args.max_steps, "seconds": time.perf_counter() - start}
