@@ -1,0 +1,65 @@
+"""Seeds in one vectorised run: time of estimate(..., seeds=S) against one seed, side by side in one process.
+
+    OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/seeds_vmap.py --out benchmarks/results/seeds_vmap.json
+
+Fixed step count (early stopping off, so both sides train the same number of steps), the suite's 5v5-dense task
+(10,000 rows), estimate()'s default model (hidden 128, batch 128).  Runs alternate (1 seed, S seeds, 1 seed, ...)
+so a change in machine load hits both; the median of ``--repeats`` is reported.  Also times S separate runs.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+
+import mi_toolkit
+from mi_toolkit.atomic import write_json_atomically
+from synthetic.suite import standard_suite
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--estimators", default="smile,infonce,doe")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--task", default="5v5-dense")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore", mi_toolkit.MIEstimateWarning)
+    _, task = standard_suite()[args.task]
+    x, y = task.sample(10000, torch.Generator().manual_seed(0))
+    common = dict(steps=args.steps, early_stopping=False, eval_batches=10)
+    table = {}
+    for name in args.estimators.split(","):
+        mi_toolkit.estimate(x, y, name, **{**common, "steps": 20})     # warm-up (first-call costs)
+        one, many = [], []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            mi_toolkit.estimate(x, y, name, **common)
+            one.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            mi_toolkit.estimate(x, y, name, seeds=args.seeds, **common)
+            many.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for s in range(args.seeds):
+            mi_toolkit.estimate(x, y, name, seed=s, **common)
+        loop = time.perf_counter() - start
+        table[name] = {"one_seed_s": statistics.median(one), f"{args.seeds}_seeds_vmapped_s": statistics.median(many),
+                       "ratio": statistics.median(many) / statistics.median(one), f"{args.seeds}_separate_runs_s": loop,
+                       "one_seed_all": one, "vmapped_all": many}
+        print(f"{name:<8} 1 seed {table[name]['one_seed_s']:.2f} s   {args.seeds} seeds vmapped "
+              f"{table[name][f'{args.seeds}_seeds_vmapped_s']:.2f} s (x{table[name]['ratio']:.2f})   "
+              f"{args.seeds} separate runs {loop:.2f} s", flush=True)
+    result = {"task": args.task, "rows": 10000, "steps": args.steps, "seeds": args.seeds, "threads": 1,
+              "torch": torch.__version__, "estimators": table}
+    if args.out:
+        write_json_atomically(args.out, result)
+
+
+if __name__ == "__main__":
+    main()
