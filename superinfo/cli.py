@@ -186,6 +186,9 @@ def _add_demo_parser(sub) -> None:
     p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the digits preset's)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--max-steps-per-epoch", type=int, default=None,
+                   help="cap on steps per epoch (smoke runs; default: every batch)")
+    p.add_argument("--width", type=int, default=None, help="backbone width (default: the digits preset's, 8)")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -197,8 +200,10 @@ def _cmd_demo(args) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise ArgumentError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+    smoke = {k: v for k, v in (("max_steps_per_epoch", args.max_steps_per_epoch), ("width", args.width))
+             if v is not None}
     result = run_demo(args.out, seeds=seeds, lambda_superinfo=args.lambda_superinfo, epochs=args.epochs,
-                      progress=args.progress, conditional=args.conditional)
+                      progress=args.progress, conditional=args.conditional, **smoke)
     print(format_summary(result))
     print(f"wrote {Path(args.out) / 'eval.json'}")
     return 0

@@ -1,0 +1,151 @@
+"""Every code block of README.md runs as written, in order, on tiny settings.
+
+The only changes are listed below, in the open: placeholders (DIR, RUN_DIR, ...) become folders of this test, data
+folders are filled with small files in the official on-disk formats, and TINY swaps the long settings for documented
+short ones (fewer steps, epochs, seeds).  A README command that is not ``mi-toolkit``, ``superinfo``, ``./dev``,
+``torchrun`` or ``python -m superinfo`` fails the test, so a new block cannot be skipped silently.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fixtures_data import write_cifar10, write_imagefolder
+from fixtures_transfer import write_all
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+BIN = Path(sys.executable).parent
+
+# README text -> what runs instead (exact substrings, applied in this order to every command or Python block)
+TINY = [
+    # Python blocks
+    ("task.sample(20_000)", "task.sample(2_000)"),
+    ("steps=2000, batch_size=64", "steps=20, batch_size=64"),
+    # ./dev: a tiny bench, and one test file (the whole suite would run this test again)
+    ("./dev bench", "./dev bench --dim 2 --mi 2 --steps-per-level 20 --window 10 --estimators infonce "
+                    "--no-progress --out {tmp}/dev-bench"),
+    ("./dev test", "./dev test tests/test_validation.py -q -p no:cacheprovider"),
+    # the bias benchmark: every estimator, 10 steps a level
+    ("--dim 20 --mi 2,4,6,8,10 --batch-size 64 --steps-per-level 2000", "--dim 2 --mi 2,4 --batch-size 16 "
+                                                                         "--steps-per-level 10 --window 5"),
+    # the world: 20 steps, fewer lambdas and seeds
+    ("--lambdas 0,0.01,0.03,0.1,0.3,1 --bounds kl,club --seeds 0,1,2", "--lambdas 0,1 --bounds kl,club --seeds 0"),
+    # the image commands
+    ("--lambda-a 0,0.001,0.01,0.03 --seeds 0,1,2", "--lambda-a 0 --seeds 0"),
+    ("--datasets dtd,mnist,fashionmnist,flowers102,gtsrb,cifar10,cifar100", "--datasets dtd,mnist,gtsrb"),
+    # torchrun: 2 CPU processes on digits instead of 8 GPUs on ImageNet; one node, on this machine
+    ("--nproc_per_node=8", "--nproc_per_node=2"),
+    ("--nnodes=2", "--nnodes=1"),
+    ("--preset imagenet --data-root /data/imagenet", "--preset digits"),
+    ("--preset imagenet --data-root /shared/imagenet", "--preset digits"),
+]
+# flags appended to a command that starts with the key (documented options; the last value given wins)
+APPEND = {
+    "superinfo world": "--steps 20 --probe-samples 200",
+    "superinfo sweep-world": "--steps 20 --probe-samples 200",
+    "superinfo demo": "--seeds 0 --epochs 1 --max-steps-per-epoch 1 --width 4",
+    "superinfo train --preset digits": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16",
+    "superinfo train --preset cifar10": "--no-verify --epochs 1 --max-steps-per-epoch 1 --batch-size 8 "
+                                        "--final-eval none",
+    "superinfo train --dataset imagefolder": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 "
+                                            "--image-size 16 --batch-size 8 --num-workers 0 --final-eval none",
+    "superinfo eval": "--threads 1",
+    "superinfo sweep": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-progress",
+    "superinfo transfer": "--no-verify --epochs 1 --no-progress --threads 1",
+    "torchrun": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-sync-bn "
+                "--no-progress --threads 1",
+}
+PLACEHOLDERS = ["WORLD_DIR", "AUTO_DIR", "ENT_DIR", "SWEEP_DIR", "ABLATION_DIR", "IMAGENET_RUN", "DEMO_DIR", "DIGITS_RUN", "DATA_DIR", "RUN_DIR",
+                "SIMCLR_RUN", "IMAGES_DIR", "IMAGES_RUN", "TRANSFER_DIR", "FILE", "DIR"]
+
+
+def blocks():
+    return re.findall(r"```(python|bash)\n(.*?)```", README.read_text(), re.S)
+
+
+def commands(block: str) -> list[str]:
+    """Shell lines with continuations joined and comments dropped."""
+    text = block.replace("\\\n", " ")
+    lines = [re.sub(r"\s#.*$", "", line).strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def tiny(text: str, tmp: Path, block: int = 0) -> str:
+    for old, new in TINY:
+        text = text.replace(old, new)
+    for key, flags in APPEND.items():
+        if text.startswith(key + " "):
+            text = f"{text} {flags}"
+    text = text.replace("/shared/IMAGENET_RUN", str(tmp / "imagenet_run_two_nodes"))
+    text = text.replace("HOST:29500", f"127.0.0.1:{_free_port()}").replace("--rdzv_id=JOB", "--rdzv_id=readme")
+    for name in PLACEHOLDERS:      # DIR is "a folder of your choice": one per block
+        folder = tmp / (f"dir{block}" if name == "DIR" else name.lower())
+        text = re.sub(rf"\b{name}\b", str(folder), text)
+    return text.replace("{tmp}", str(tmp))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_shell(line: str, tmp: Path) -> None:
+    from superinfo.cli import main as superinfo_main
+    from synthetic.cli import main as mi_toolkit_main
+
+    argv = shlex.split(line)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=f"{BIN}:{os.environ['PATH']}")
+    if argv[0] == "mi-toolkit":
+        assert mi_toolkit_main(argv[1:]) == 0, line
+    elif argv[0] == "superinfo":
+        assert superinfo_main(argv[1:]) == 0, line
+    elif argv[0] == "./dev" or argv[0] == "torchrun":
+        if argv[0] == "torchrun":
+            argv = [str(BIN / "torchrun"), *argv[1:]]
+        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    else:
+        pytest.fail(f"README command this test does not know how to run: {line}")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("readme")
+    write_cifar10(tmp / "data_dir")
+    write_imagefolder(tmp / "images_dir", per_class=4, splits=("train", "val", "test"))
+    write_all(tmp / "transfer_dir")
+    return tmp
+
+
+def test_readme_has_the_blocks_this_test_knows():
+    kinds = [kind for kind, _ in blocks()]
+    assert kinds.count("python") >= 2 and kinds.count("bash") >= 5
+
+
+def test_every_readme_block_runs(data, monkeypatch):
+    monkeypatch.chdir(data)
+    for index, (kind, block) in enumerate(blocks()):
+        if kind == "python":
+            code = tiny(block, data, index)
+            exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+        else:
+            for line in commands(block):
+                start = time.perf_counter()
+                run_shell(tiny(line, data, index), data)
+                print(f"[readme] {time.perf_counter() - start:6.1f} s  {line[:90]}", file=sys.__stderr__)
+    # what the blocks promise is there
+    assert (data / "world_dir" / "world.json").exists() and (data / "sweep_dir" / "sweep.json").exists()
+    assert (data / "ablation_dir" / "sweep.csv").exists() and (data / "imagenet_run" / "checkpoint.pt").exists()
+    assert (data / "demo_dir" / "eval.json").exists() and (data / "run_dir" / "eval.json").exists()
+    assert (data / "file").exists() and (data / "file.json").exists()
+    assert (data / "run_dir" / "transfer.json").exists()
