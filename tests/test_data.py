@@ -276,13 +276,22 @@ def test_empty_imagefolder(tmp_path):
         build_dataset("imagefolder", tmp_path, "train")
 
 
-def test_corrupt_image_is_named_when_loaded(tmp_path):
+def test_corrupt_image_is_named_before_training(tmp_path):
     written = write_imagefolder(tmp_path, per_class=1, splits=())
     bad = written["all"][0][0]
     bad.write_bytes(b"not a png")
+    with pytest.raises(CorruptDataError, match=bad.name):       # every header is read when the set is built
+        build_dataset("imagefolder", tmp_path, "all")
+
+
+def test_truncated_image_is_named_when_loaded(tmp_path):
+    written = write_imagefolder(tmp_path, per_class=1, splits=())
+    bad = written["all"][0][0]
+    bad.write_bytes(bad.read_bytes()[:-30])       # the header survives, the pixels do not
     ds = build_dataset("imagefolder", tmp_path, "all")
+    index = next(i for i, (path, _) in enumerate(ds.samples) if path == str(bad))
     with pytest.raises(CorruptDataError, match=bad.name):
-        ds[0]
+        ds[index]
 
 
 def test_missing_split_folder(tmp_path):

@@ -399,11 +399,32 @@ def _image_folder(folder: Path, name: str, root: Path) -> Dataset:
     if not folder.is_dir():
         raise MissingDataError(f"{name} folder not found: {folder}; {_HOW_TO_GET[name].replace('ROOT', str(root))}")
     try:
-        return tv_datasets.ImageFolder(str(folder), loader=load_rgb)
+        dataset = tv_datasets.ImageFolder(str(folder), loader=load_rgb)
     except FileNotFoundError as exc:
         # torchvision: no class folders, or a class folder without images.
         raise CorruptDataError(f"{name} folder {folder} has no usable images ({exc}); "
                                f"{_HOW_TO_GET[name].replace('ROOT', str(root))}") from exc
+    check_image_headers([path for path, _ in dataset.samples])
+    return dataset
+
+
+HEADER_CHECK_LIMIT = 50_000     # folders up to this many images have every header read before training
+
+
+def check_image_headers(paths, limit: int = HEADER_CHECK_LIMIT) -> None:
+    """Read each image's header (not its pixels: about 0.1 ms a file) so an empty, non-image or unreadable file is
+    reported before training starts instead of mid-run; skipped above ``limit`` files (ImageNet), where the loader
+    still names a bad file when it reaches it."""
+    if len(paths) > limit:
+        return
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.size      # noqa: B018 -- parsed from the header
+        except (OSError, SyntaxError, ValueError) as exc:   # UnidentifiedImageError is an OSError
+            raise CorruptDataError(f"cannot read image {path}: {exc}; remove or replace the file") from None
+
+
 
 
 def _imagefolder_split(root: Path, split: str) -> Dataset:

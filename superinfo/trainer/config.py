@@ -7,6 +7,7 @@ from them (device, autocast dtype, memory format).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 
 import torch
@@ -74,7 +75,7 @@ class TrainConfig:
     knn_temperature: float = 0.1
     # machinery
     seed: int = 0
-    num_workers: int = 4
+    num_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))   # DataLoader workers
     device: str = "auto"
     amp: str = "auto"
     channels_last: bool | None = None
