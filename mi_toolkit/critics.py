@@ -93,6 +93,26 @@ class BilinearCritic(nn.Module):
         return self.g(x) @ self.weight @ self.h(y).T
 
 
+class QuadraticCritic(nn.Module):
+    """f(x, y) = x^T W y + a.(x*x) + c.x + b.(y*y) + d.y: the family of the log density ratio of Gaussians with
+    diagonal marginals (exact for the correlated-Gaussian tasks after the copula transform).  No hidden layers, so it
+    cannot memorise rows the way an MLP critic does: the default of ``estimate()`` for representation-sized inputs
+    (``hidden``, ``layers`` and ``embed_dim`` are accepted and ignored)."""
+
+    def __init__(self, x_dim: int, y_dim: int, hidden: int = 0, layers: int = 0, embed_dim: int | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(x_dim, y_dim) / math.sqrt(x_dim * y_dim))
+        self.quad_x = nn.Parameter(torch.zeros(x_dim))
+        self.quad_y = nn.Parameter(torch.zeros(y_dim))
+        self.lin_x = nn.Parameter(torch.zeros(x_dim))
+        self.lin_y = nn.Parameter(torch.zeros(y_dim))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        qx = (x * x) @ self.quad_x + x @ self.lin_x
+        qy = (y * y) @ self.quad_y + y @ self.lin_y
+        return x @ self.weight @ y.T + qx[:, None] + qy[None, :]
+
+
 class ConcatCritic(nn.Module):
     """f(x, y) = MLP([x, y]) evaluated on all N^2 pairs: the most flexible critic, and N^2 network evaluations."""
 
@@ -106,11 +126,12 @@ class ConcatCritic(nn.Module):
         return self.net(pairs).squeeze(-1)
 
 
-CRITICS = {"separable": SeparableCritic, "bilinear": BilinearCritic, "concat": ConcatCritic}
+CRITICS = {"separable": SeparableCritic, "bilinear": BilinearCritic, "concat": ConcatCritic,
+           "quadratic": QuadraticCritic}
 
 
 def critic(name: str, x_dim: int, y_dim: int, **kwargs) -> nn.Module:
-    """Build a critic by name: one of ``separable``, ``bilinear``, ``concat``."""
+    """Build a critic by name: one of ``separable``, ``bilinear``, ``concat``, ``quadratic``."""
     if name not in CRITICS:
         raise ValueError(f"unknown critic {name!r}; valid critics: {', '.join(sorted(CRITICS))}")
     check_int(x_dim, "x_dim")

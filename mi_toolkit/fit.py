@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .classical import CLASSICAL, classical_estimate
 from .errors import ArgumentError
-from .estimators import ESTIMATORS, MIEstimator, estimator as build_estimator
+from .estimators import ESTIMATORS, CriticEstimator, MIEstimator, estimator as build_estimator
 from .preprocess import preprocess as apply_preprocess
 from .validation import check_int, check_number, check_samples, value_checks
 
@@ -49,6 +49,11 @@ DEFAULT_HIDDEN = 128         # critic / conditional width (estimator() itself de
 DEFAULT_EVAL_EVERY = 100     # steps between held-out checks
 DEFAULT_PATIENCE = 5         # checks without improvement before stopping
 VALIDATION_BATCHES = 8       # batches per held-out check
+# Representation-sized inputs (min(dim_x, dim_y) > REPRESENTATION_DIM): an MLP critic memorises the rows and its
+# 32-wide embedding cannot express a full-rank dependence, so the critic bounds default to the quadratic critic
+# (x^T W y + diagonal quadratic terms: the Gaussian log-ratio family), batch 512, lr 1e-3 (benchmarks/README.md).
+REPRESENTATION_DIM = 32
+REPRESENTATION_DEFAULTS = {"critic": "quadratic", "batch_size": 512, "lr": 1e-3}
 
 # estimators whose forward has no data-dependent Python control flow or in-place state: vmappable over seeds
 VMAP_ESTIMATORS = frozenset({"infonce", "nwj", "dv", "js", "smile", "club", "l1out", "doe"})
@@ -420,8 +425,8 @@ def _combine_seeds(results: list[MIResult], name: str) -> MIResult:
     return combined
 
 
-def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_size: int = DEFAULT_BATCH_SIZE,
-             lr: float = DEFAULT_LR, preprocess: str | None = "copula", heldout_fraction: float = 0.2,
+def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_size: int | None = None,
+             lr: float | None = None, preprocess: str | None = "copula", heldout_fraction: float = 0.2,
              eval_batches: int | None = 200, early_stopping: bool = True, eval_every: int = DEFAULT_EVAL_EVERY,
              patience: int = DEFAULT_PATIENCE, seed: int = 0, seeds: int | None = None, vectorize: bool = True,
              on_failure: str = "warn", progress: bool = False, warn: bool = True, **estimator_kwargs) -> MIResult:
@@ -445,6 +450,8 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     * Guards: a non-finite estimate, InfoNCE outside [-log N, log N], an estimate far below 0 or above
       2 log(n rows) is a failed fit: ``nan`` and a ``MIEstimateWarning`` (``on_failure="raise"``:
       ``EstimationFailed``).
+    * Defaults: batch 128, lr 5e-4, width 128; for representation-sized inputs (min(dim_x, dim_y) > 32) the critic
+      bounds use the quadratic critic, batch 512, lr 1e-3 unless ``critic`` / ``batch_size`` / ``lr`` are given.
     Extra keyword arguments go to ``mi_toolkit.estimator`` (critic, hidden [default 128 here], clip, entropy_y, ...).
     """
     # the arguments first, then the data, then the estimator's own options, and only then whether the data is
@@ -463,6 +470,13 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     if name in CLASSICAL:
         return _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, estimator_kwargs)
 
+    critic_based = issubclass(ESTIMATORS[name][0], CriticEstimator)
+    if critic_based and min(x.shape[1], y.shape[1]) > REPRESENTATION_DIM and "critic" not in estimator_kwargs:
+        estimator_kwargs["critic"] = REPRESENTATION_DEFAULTS["critic"]
+        batch_size = REPRESENTATION_DEFAULTS["batch_size"] if batch_size is None else batch_size
+        lr = REPRESENTATION_DEFAULTS["lr"] if lr is None else lr
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    lr = DEFAULT_LR if lr is None else lr
     batch_size = check_int(batch_size, "batch_size", minimum=2)
     steps = check_int(steps, "steps")
     lr = check_number(lr, "lr", positive=True)

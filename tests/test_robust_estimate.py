@@ -225,3 +225,23 @@ def test_every_conditional_estimator_takes_the_mixture(name):
     assert math.isfinite(result.mi) or result.failed
     with pytest.raises(ValueError, match="conditional must be one of"):
         mi_toolkit.estimator(name, 2, 2, conditional="flow")
+
+
+def test_representation_sized_inputs_default_to_the_quadratic_critic():
+    from mi_toolkit.critics import QuadraticCritic
+    x, y = sample(Multinormal(40, 40, 2.0, "sparse", pairs=40), 3000)
+    result = mi_toolkit.estimate(x, y, "infonce", steps=20, eval_every=10, warn=False)
+    assert isinstance(result.estimator_module.critic, QuadraticCritic) and result.batch_size == 512
+    kept = mi_toolkit.estimate(x, y, "infonce", steps=20, batch_size=64, critic="separable", hidden=16, warn=False)
+    assert not isinstance(kept.estimator_module.critic, QuadraticCritic) and kept.batch_size == 64
+    # the quadratic critic is the Gaussian log-ratio family: at the optimum it is the exact log density ratio
+    critic = QuadraticCritic(1, 1)
+    rho = 0.6
+    with torch.no_grad():
+        critic.weight.fill_(rho / (1 - rho ** 2))
+        critic.quad_x.fill_(-rho ** 2 / (2 * (1 - rho ** 2)))
+        critic.quad_y.fill_(-rho ** 2 / (2 * (1 - rho ** 2)))
+    a, b = torch.randn(5, 1), torch.randn(5, 1)
+    log_ratio = (-0.5 * math.log(1 - rho ** 2) - (a ** 2 - 2 * rho * a * b.T + b.T ** 2) / (2 * (1 - rho ** 2))
+                 + 0.5 * (a ** 2 + b.T ** 2))
+    assert torch.allclose(critic(a, b) - 0.5 * math.log(1 - rho ** 2), log_ratio, atol=1e-5)
