@@ -33,6 +33,8 @@ RANGES = {
     "lambda_ramp_epochs": _NONNEG, "momentum": ("float", 0, 1, False, True), "final_lr_factor": ("float", 0, 1),
     "lambda_a": _FINITE, "lambda_b": _FINITE, "lambda_superinfo": _FINITE, "sigma": _POS,
     "lambdas": _FINITE, "lambdas_a": _FINITE, "lambdas_b": _FINITE, "seeds": _INT0, "epoch_grid": _INT1,
+    "images": ("int", 2, None), "views": ("int", 2, None), "backbone_dim": _INT0, "backbone_noise": _NONNEG,
+    "t1_std": _POS,
 }
 # per-command exceptions: feature extraction works with any batch
 COMMAND_RANGES = {("eval", "batch_size"): _INT1, ("transfer", "batch_size"): _INT1}
@@ -182,7 +184,7 @@ def _check_run(path, flag="--run"):
 
 
 def _check_data_root(root, dataset, download, flag="--data-root"):
-    if dataset == "digits":
+    if dataset in ("digits", "synthetic"):      # shipped with scikit-learn; random images
         return
     if root is None:
         raise ArgumentError(f"{flag} DIR is required for --dataset {dataset} (only digits, e.g. --preset digits, "
@@ -270,6 +272,11 @@ def validate(args) -> None:
         _check_run(args.run)
         check_output_file(args.out, "--out", overwrite=args.overwrite)
         check_output_file(f"{args.out}.json", "--out", overwrite=args.overwrite)
+    elif command == "probe":
+        _check_run(args.run)
+        _check_device(args.device)
+        if args.data_root is not None:
+            check_input_dir(args.data_root, "--data-root")
     elif command == "transfer":
         _check_run(args.run)
         _check_device(args.device)
