@@ -146,7 +146,15 @@ _TRAIN_OVERRIDES = [
     ("--log-every", "log_every", int, "steps per CSV row"),
     ("--stop-after-epochs", "stop_after_epochs", int, "stop (resumably) after this many epochs of this call"),
     ("--max-steps-per-epoch", "max_steps_per_epoch", int, "cap on steps per epoch (smoke runs)"),
+    ("--data-pipeline", "data_pipeline", str, "device (uint8 images on the device, batched augmentation there), "
+                                              "loader (DataLoader, per-image CPU transforms) or auto (default: device "
+                                              "on CUDA when the images fit in 8 GiB and a quarter of the GPU)"),
+    ("--compile", "compile", _bool, "torch.compile the model and the loss (--compile, or true/false; default "
+                                    "false)"),
+    ("--synthetic-size", "synthetic_size", int, "images of --dataset synthetic (random uint8 images; default 50000)"),
 ]
+
+_BARE_TRUE = {"compile"}      # true/false overrides that also stand alone as a switch
 
 
 def _add_train_parser(sub) -> None:
@@ -161,7 +169,8 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     g = p.add_argument_group("overrides (default: the preset's value)")
     for flag, dest, typ, hlp in _TRAIN_OVERRIDES:
-        g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp)
+        bare = {"nargs": "?", "const": True} if dest in _BARE_TRUE else {}    # --compile = --compile true
+        g.add_argument(flag, dest=dest, type=typ, default=None, help=hlp, **bare)
     g.add_argument("--allow-negative-lambda", action="store_true", default=None)
     g.add_argument("--no-probe", dest="probe", action="store_false", default=None, help="no online linear probe")
     g.add_argument("--download", action="store_true", default=None)
@@ -341,7 +350,7 @@ def _train_or_resume(args, quiet: bool) -> int:
     else:
         from .trainer.config import PRESETS
         dataset = args.dataset or (PRESETS[args.preset]["dataset"] if args.preset else None)
-        if args.out is None or (args.data_root is None and dataset != "digits"):
+        if args.out is None or (args.data_root is None and dataset not in ("digits", "synthetic")):
             raise ArgumentError("--out RUN_DIR and --data-root DIR are required (or --resume RUN_DIR); "
                                 "only --dataset digits needs no data root")
         summary = train(train_config_from_args(args))

@@ -33,9 +33,16 @@ def load_datasets(cfg, eval_too: bool = False, pretrain: bool = True):
     ``image_size``, ``download``, ``verify``)."""
     if cfg.dataset not in PRESETS:
         raise ArgumentError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(PRESETS)}")
-    if cfg.data_root is None and cfg.dataset != "digits":   # digits ships with scikit-learn
+    if cfg.data_root is None and cfg.dataset not in ("digits", "synthetic"):   # digits ships with scikit-learn
         raise ArgumentError("data_root is required (--data-root DIR)")
     preset = preset_for(cfg.dataset, cfg.image_size)
+    if cfg.dataset == "synthetic":      # random images: cfg.synthetic_size for pre-training, a fifth of it to evaluate
+        from .synthetic_images import SyntheticImages
+        n = getattr(cfg, "synthetic_size", 50_000)
+        pre = TwoViews(SyntheticImages(n, preset.image_size, seed=0), two_view_transform(preset)) if pretrain else None
+        ev = tuple(TransformedDataset(SyntheticImages(max(1, n // 5), preset.image_size, seed=s),
+                                      eval_transform(preset)) for s in (1, 2)) if eval_too else None
+        return pre, ev
     pre = pretrain_dataset(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
         if pretrain else None
     ev = eval_datasets(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \

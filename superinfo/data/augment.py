@@ -68,6 +68,8 @@ PRESETS = {
     # digits are not mirror-symmetric and an 8x8 glyph survives only mild crops
     "digits": DataPreset(32, (0.3047,) * 3, (0.3235,) * 3, crop_scale=(0.4, 1.0), blur=False, jitter_strength=0.5,
                          flip_prob=0.0),
+    # random uint8 images for throughput measurements (superinfo.data.synthetic_images): CIFAR-10's recipe
+    "synthetic": DataPreset(32, (0.5,) * 3, (0.29,) * 3, blur=False, jitter_strength=0.5),
 }
 
 

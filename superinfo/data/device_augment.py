@@ -229,5 +229,7 @@ class DeviceAugment:
         return self.apply(images, self.sample_params(n, h, w, generator))
 
     def two_views(self, images: torch.Tensor, generator: torch.Generator):
-        """Two independent views of each image (the first view's draws, then the second's)."""
-        return self(images, generator), self(images, generator)
+        """Two independent views of each image, drawn in one pass over the doubled batch."""
+        n = images.shape[0]
+        views = self(torch.cat([images, images]), generator)
+        return views[:n], views[n:]

@@ -19,10 +19,11 @@ from ..lambdas import AUTO, DEFAULT_SLACK
 from ..objective import CONDITIONAL_BOUNDS, TEMPERATURES
 from .models import ARCHS
 
-__all__ = ["FINAL_EVALS", "METHODS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "lambda_epochs", "preset_config",
+__all__ = ["DATA_PIPELINES", "FINAL_EVALS", "METHODS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "lambda_epochs", "preset_config",
            "resolve_device", "uses_channels_last"]
 
 FINAL_EVALS = ("knn", "linear", "none")
+DATA_PIPELINES = ("auto", "device", "loader")
 METHODS = ("simclr", "superinfo")
 # lambda > 0 (or auto): held at 0 for this share of the epochs, then ramped to its target over the next share
 LAMBDA_WARMUP_SHARE, LAMBDA_RAMP_SHARE = 0.2, 0.2
@@ -80,6 +81,9 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: bool | None = None
     sync_bn: bool = False
+    data_pipeline: str = "auto"     # device | loader | auto (device on CUDA when the data set fits: data.device_data)
+    compile: bool = False           # torch.compile the model and the loss
+    synthetic_size: int = 50_000    # images of --dataset synthetic
     log_every: int = 10
     stop_after_epochs: int | None = None
     max_steps_per_epoch: int | None = None
@@ -125,6 +129,10 @@ class TrainConfig:
             raise ArgumentError("batch_size must be >= 2 (the other rows are the negatives)")
         if self.lr <= 0:
             raise ArgumentError(f"lr must be > 0, got {self.lr}")
+        if self.data_pipeline not in DATA_PIPELINES:
+            raise ArgumentError(f"data_pipeline must be one of {', '.join(DATA_PIPELINES)}, got {self.data_pipeline!r}")
+        if isinstance(self.synthetic_size, bool) or not isinstance(self.synthetic_size, int) or self.synthetic_size < 1:
+            raise ArgumentError(f"synthetic_size must be a positive int, got {self.synthetic_size!r}")
         if self.kernel_backend not in CALLER_BACKENDS:
             raise ArgumentError(f"kernel_backend must be one of {', '.join(CALLER_BACKENDS)}, got {self.kernel_backend!r}")
         return self
@@ -171,7 +179,8 @@ def preset_config(name: str, **overrides) -> TrainConfig:
 
 
 RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",
-                      "log_every", "progress", "download", "verify", "kernel_backend", "sync_bn")
+                      "log_every", "progress", "download", "verify", "kernel_backend", "sync_bn",
+                      "compile")
 
 
 

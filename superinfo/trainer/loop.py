@@ -89,6 +89,9 @@ class Training:
     ctx: DistContext
     schedules: tuple | None = None      # (lambda_a(step), lambda_b(step)) when lambda > 0: warm-up, then ramp
     auto_lambda: AutoLambda | None = None
+    pipeline: str = "loader"            # "device": t.loader is a data.device_data.DeviceBatches
+    augment_generator: torch.Generator | None = None    # the device pipeline's augmentations (in the checkpoint)
+    loss_call: object = None            # the loss as the step calls it: t.loss_fn, or torch.compile(t.loss_fn)
     epoch: int = 0          # completed epochs
     step: int = 0           # completed optimiser steps
 
@@ -145,13 +148,18 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     if len(dataset) < cfg.batch_size:
         raise ArgumentError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size} "
                          "(batches are full: drop_last=True)")
+    pipeline = data_pipeline(cfg, dataset, device)
     sampler = None
-    if ctx.active:     # each rank its 1/W of every epoch, shuffled by (seed, epoch): set_epoch before each epoch
+    if pipeline == "device":
+        loader, augment_generator = _device_batches(cfg, dataset, device, local_batch, generator, ctx)
+    elif ctx.active:     # each rank its 1/W of every epoch, shuffled by (seed, epoch): set_epoch before each epoch
         sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                                       shuffle=True, seed=cfg.seed, drop_last=True)
-    loader = DataLoader(dataset, batch_size=local_batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=cfg.num_workers, generator=generator, pin_memory=device.type == "cuda",
-                        persistent_workers=False)
+    if pipeline == "loader":
+        augment_generator = None
+        loader = DataLoader(dataset, batch_size=local_batch, shuffle=sampler is None, sampler=sampler,
+                            drop_last=True, num_workers=cfg.num_workers, generator=generator,
+                            pin_memory=device.type == "cuda", persistent_workers=False)
     if len(loader) == 0:
         raise ArgumentError(f"the dataset has {len(dataset)} images: split over {ctx.world_size} processes that is "
                          f"less than one batch of {local_batch} per process")
@@ -160,8 +168,12 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
                              warmup_steps=int(round(cfg.warmup_epochs * steps)), final_factor=cfg.final_lr_factor)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg, device) == torch.float16)
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    loss_call = loss_fn
+    if cfg.compile:     # the model's forward (DDP's too) and the loss; the originals keep the states
+        net, loss_call = torch.compile(net), torch.compile(loss_fn)
     t = Training(cfg, device, model, loss_fn, probe, optimizer, probe_optimizer, scheduler, scaler, loader,
-                 generator, steps, net, noise, ctx)
+                 generator, steps, net, noise, ctx, pipeline=pipeline, augment_generator=augment_generator,
+                 loss_call=loss_call)
     warmup_epochs, ramp_epochs = lambda_epochs(cfg)
     warmup, ramp = int(round(warmup_epochs * steps)), int(round(ramp_epochs * steps))
     if auto:
@@ -171,6 +183,41 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     elif loss_fn.lambda_a != 0.0 or loss_fn.lambda_b != 0.0:     # lambda = 0: plain NT-Xent, nothing scheduled
         t.schedules = (LambdaSchedule(loss_fn.lambda_a, warmup, ramp), LambdaSchedule(loss_fn.lambda_b, warmup, ramp))
     return t
+
+
+def data_pipeline(cfg: TrainConfig, dataset, device: torch.device) -> str:
+    """"device" or "loader" for ``cfg.data_pipeline``: auto is "device" on CUDA when the data set's uint8 images fit
+    (``superinfo.data.device_data.fits``: at most 8 GiB and a quarter of the GPU's memory), "loader" otherwise."""
+    from ..data import device_data
+    if cfg.data_pipeline == "loader":
+        return "loader"
+    if cfg.data_pipeline == "auto":
+        return "device" if device.type == "cuda" and device_data.fits(dataset, _image_size(cfg), device) else "loader"
+    if device_data.stored_bytes(dataset, _image_size(cfg)) is None:
+        raise ArgumentError(f"--data-pipeline device: a {type(dataset).__name__} cannot be held on the device as uint8 "
+                            "images (CIFAR-10, STL-10, digits, synthetic and ImageFolder data sets of at most "
+                            f"{device_data.FOLDER_MAX_IMAGES} images can); use --data-pipeline loader")
+    return "device"
+
+
+def _image_size(cfg: TrainConfig) -> int | None:
+    try:
+        return data.preset_for(cfg.dataset, cfg.image_size).image_size
+    except ArgumentError:       # an in-memory data set under a name of its own: no preset
+        return cfg.image_size
+
+
+def _device_batches(cfg: TrainConfig, dataset, device, local_batch: int, generator, ctx):
+    """The device pipeline: the data set's uint8 images on the device once, and the rank's augmentation generator."""
+    from ..data import device_data
+    from ..data.device_augment import DeviceAugment
+    images, labels = device_data.uint8_images(dataset, _image_size(cfg))
+    augment_generator = torch.Generator(device=device).manual_seed(cfg.seed + 2 + 104_729 * ctx.rank)
+    batches = device_data.DeviceBatches(
+        images.to(device), labels, local_batch, DeviceAugment(data.preset_for(cfg.dataset, cfg.image_size), device),
+        order=generator, augment_generator=augment_generator, seed=cfg.seed, rank=ctx.rank,
+        world_size=ctx.world_size)
+    return batches, augment_generator
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -214,7 +261,7 @@ def forward_backward(t: Training, batch):
     z1, z2 = _posterior_samples(t, p1, p2)
     lambdas = {} if t.schedules is None else {"lambda_a": t.schedules[0](t.step), "lambda_b": t.schedules[1](t.step)}
     with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
-        terms = t.loss_fn(p1, p2, z1, z2, **lambdas)
+        terms = (t.loss_call or t.loss_fn)(p1, p2, z1, z2, **lambdas)
     if t.auto_lambda is not None:   # the global batch's terms move the multiplier, identically on every rank
         both = torch.stack([terms.mi_lower.detach(), (terms.superfluous_a + terms.superfluous_b).detach()]).double()
         if t.ctx.active:
@@ -232,12 +279,14 @@ def count_labelled(y: torch.Tensor) -> int:
     return int((y >= 0).sum())
 
 
-def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor, labelled: int | None = None) -> torch.Tensor:
     """One step of the online linear probe on detached features, over the labelled rows (y >= 0) of the global
     batch: ``[mean-loss share, correct, labelled, stepped]`` on the device.  It skips batches where no rank has a
-    labelled row (e.g. STL-10's unlabelled split)."""
-    keep = y >= 0
-    labelled = count_labelled(y)
+    labelled row (e.g. STL-10's unlabelled split).  ``labelled``: this rank's labelled rows when the host knows them
+    (the device pipeline's labels live on the device); else counted from the loader's host labels.  The unlabelled
+    rows are masked, not indexed away (a boolean index would wait for the device)."""
+    if labelled is None:
+        labelled = count_labelled(y)
     if t.ctx.active:    # the global count decides, so that every rank steps or skips together
         total = torch.tensor(float(labelled), device=t.device)
         dist.all_reduce(total)
@@ -247,15 +296,16 @@ def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor) -> torch.T
         return torch.zeros(4, device=t.device)
     else:
         total = labelled
-    y, keep = y.to(t.device, non_blocking=True), keep.to(t.device, non_blocking=True)
-    logits = t.probe(features[keep].float())
-    loss_sum = F.cross_entropy(logits, y[keep], reduction="sum")
+    y = y.to(t.device, non_blocking=True)
+    keep = y >= 0
+    logits = t.probe(features.float())
+    loss_sum = F.cross_entropy(logits, torch.where(keep, y, -100), ignore_index=-100, reduction="sum")
     t.probe_optimizer.zero_grad(set_to_none=True)
     # the ranks' gradients are averaged next: W * sum_r / n_all makes that the global mean's gradient
     (loss_sum * t.ctx.world_size / total).backward()
     average_gradients(t.probe.parameters())
     t.probe_optimizer.step()
-    correct = (logits.argmax(1) == y[keep]).sum()
+    correct = ((logits.argmax(1) == y) & keep).sum()
     one = torch.ones((), device=t.device)
     return torch.stack([loss_sum.detach() / total, correct.float(), one * labelled, one])
 
@@ -267,7 +317,8 @@ def _train_step(t: Training, batch) -> torch.Tensor:
     t.scaler.update()
     t.scheduler.step()
     t.step += 1
-    probe = _probe_step(t, h[:n].detach(), batch[2]) if t.probe is not None else torch.zeros(4, device=t.device)
+    probe = _probe_step(t, h[:n].detach(), batch[2], getattr(batch, "labelled", None)) if t.probe is not None \
+        else torch.zeros(4, device=t.device)
     losses = torch.stack([terms.total, terms.contrastive, terms.mi_lower, terms.superfluous_a, terms.superfluous_b,
                           torch.as_tensor(terms.lambda_a, device=t.device, dtype=terms.total.dtype),
                           torch.as_tensor(terms.lambda_b, device=t.device, dtype=terms.total.dtype)])
@@ -388,6 +439,8 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
         while t.epoch < stop:
             if isinstance(t.loader.sampler, torch.utils.data.DistributedSampler):
                 t.loader.sampler.set_epoch(t.epoch)
+            elif t.pipeline == "device":
+                t.loader.set_epoch(t.epoch)
             interval = _Interval(t)
             bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{cfg.epochs}",
                        disable=not (cfg.progress and ctx.is_main), leave=False, dynamic_ncols=True)

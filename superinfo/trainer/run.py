@@ -65,7 +65,8 @@ def _rng_state(t) -> dict:
     return {"torch": torch.get_rng_state(),
             "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else None,
             "numpy": _numpy_state(), "python": _python_state(), "loader": t.generator.get_state(),
-            "noise": t.noise.get_state()}
+            "noise": t.noise.get_state(),
+            "augment": None if getattr(t, "augment_generator", None) is None else t.augment_generator.get_state()}
 
 
 def _set_rng_state(t, s: dict) -> None:
@@ -77,6 +78,8 @@ def _set_rng_state(t, s: dict) -> None:
     t.generator.set_state(s["loader"])
     if "noise" in s:
         t.noise.set_state(s["noise"])
+    if getattr(t, "augment_generator", None) is not None and s.get("augment") is not None:
+        t.augment_generator.set_state(s["augment"])
 
 
 def save_checkpoint(t, path) -> Path:
@@ -192,7 +195,9 @@ def write_config(run_dir: Path, cfg: TrainConfig) -> None:
 
 
 def read_config(run_dir) -> TrainConfig:
-    return TrainConfig.from_dict(json.loads((Path(run_dir) / CONFIG).read_text()))
+    values = json.loads((Path(run_dir) / CONFIG).read_text())
+    values.setdefault("data_pipeline", "loader")    # a run from before the device pipeline keeps its DataLoader
+    return TrainConfig.from_dict(values)
 
 
 class RunLog:

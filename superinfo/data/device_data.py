@@ -1,0 +1,187 @@
+"""Data sets that fit on the device: their uint8 images moved there once, batches drawn by index and augmented
+there (``device_augment``), so a training step reads no image from the host and waits on no CPU worker.
+
+    images, labels = uint8_images(pretrain_ds)            # [N, 3, H, W] uint8 and int64 labels, on the CPU
+    batches = DeviceBatches(images.to(dev), labels, batch_size, DeviceAugment(preset, dev),
+                            order=torch.Generator().manual_seed(seed),
+                            augment=torch.Generator(device=dev).manual_seed(seed))
+    for v1, v2, y in batches: ...                          # y on the device; batch.labelled: its labelled rows
+
+Which data sets (``fits``): CIFAR-10, STL-10 (its stored 96 px images), digits, the synthetic images, and an
+ImageFolder of at most ``FOLDER_MAX_IMAGES`` images (each stored at the crop size, shorter side resized, centre
+cropped), when the uint8 tensor takes at most ``MAX_BYTES`` and at most ``MAX_MEMORY_SHARE`` of the GPU's memory.
+ImageNet-scale folders stay on the DataLoader.
+
+The order of each epoch is a permutation drawn from the rank's CPU generator (the DataLoader's, whose state the
+checkpoint already holds) and copied to the device once per epoch: the host keeps it, so it knows how many rows
+of each batch carry a label (the probe skips a batch without one) without reading anything back from the device.
+Under torch.distributed the permutation is (seed, epoch)'s, each rank taking every W-th index, as
+``DistributedSampler(drop_last=True)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .augment import to_rgb
+from .device_augment import DeviceAugment
+
+__all__ = ["FOLDER_MAX_IMAGES", "MAX_BYTES", "MAX_MEMORY_SHARE", "DeviceBatch", "DeviceBatches", "fits",
+           "stored_bytes", "uint8_images"]
+
+MAX_BYTES = 8 * 2**30           # 8 GiB of uint8 images (CIFAR-10: 150 MiB, STL-10 unlabelled: 1.3 GiB)
+MAX_MEMORY_SHARE = 0.25         # and at most a quarter of the GPU's memory
+FOLDER_MAX_IMAGES = 200_000     # an ImageFolder is decoded once, on the CPU: beyond this, the DataLoader
+
+
+def _base(dataset):
+    while hasattr(dataset, "base") and not hasattr(dataset, "images_uint8"):
+        dataset = dataset.base
+    return dataset
+
+
+def _kind(base) -> str | None:
+    from torchvision.datasets import CIFAR10, STL10, ImageFolder
+
+    from .datasets import DigitsDataset
+    if hasattr(base, "images_uint8"):
+        return "tensor"
+    if isinstance(base, CIFAR10):
+        return "cifar"
+    if isinstance(base, STL10):
+        return "stl"
+    if isinstance(base, DigitsDataset):
+        return "digits"
+    if isinstance(base, ImageFolder):
+        return "folder"
+    return None
+
+
+def stored_bytes(dataset, image_size: int) -> int | None:
+    """The size of ``uint8_images(dataset)`` without decoding anything; None when it cannot be built (an in-memory
+    data set of float views, an ImageNet-size folder)."""
+    base = _base(dataset)
+    kind = _kind(base)
+    if kind == "tensor":
+        return base.images_uint8.numel()
+    if kind in ("cifar", "stl"):
+        return int(np.prod(base.data.shape))
+    if kind == "digits":
+        return len(base) * 3 * base.image_size ** 2
+    if kind == "folder" and len(base) <= FOLDER_MAX_IMAGES:
+        return len(base) * 3 * image_size ** 2
+    return None
+
+
+def fits(dataset, image_size: int, device: torch.device) -> bool:
+    """``--data-pipeline auto``'s rule: a CUDA device, a data set ``uint8_images`` can hold, and its bytes at most
+    ``MAX_BYTES`` and ``MAX_MEMORY_SHARE`` of the GPU's memory."""
+    if device.type != "cuda":
+        return False
+    size = stored_bytes(dataset, image_size)
+    if size is None:
+        return False
+    total = torch.cuda.get_device_properties(device).total_memory
+    return size <= min(MAX_BYTES, MAX_MEMORY_SHARE * total)
+
+
+def _pil_to_uint8(image: Image.Image, size: int | None) -> np.ndarray:
+    image = to_rgb(image)
+    if size is not None and image.size != (size, size):
+        w, h = image.size
+        scale = size / min(w, h)
+        image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        w, h = image.size
+        left, top = (w - size) // 2, (h - size) // 2
+        image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+
+
+def uint8_images(dataset, image_size: int | None = None):
+    """``(images, labels)``: uint8 [N, 3, H, W] and int64 [N] CPU tensors of a pre-training data set (a ``TwoViews``
+    of CIFAR-10, STL-10, digits, synthetic images or an ImageFolder; or anything with ``images_uint8`` and
+    ``labels``).  CIFAR-10 and STL-10 keep their stored size (the crop is taken from it, as on the CPU); folder
+    images are stored at ``image_size`` (shorter side resized, centre crop)."""
+    base = _base(dataset)
+    kind = _kind(base)
+    if kind == "tensor":
+        return base.images_uint8, torch.as_tensor(base.labels, dtype=torch.int64)
+    if kind == "cifar":
+        images = torch.from_numpy(np.ascontiguousarray(base.data.transpose(0, 3, 1, 2)))
+        return images, torch.as_tensor(base.targets, dtype=torch.int64)
+    if kind == "stl":
+        return torch.from_numpy(np.ascontiguousarray(base.data)), torch.as_tensor(base.labels, dtype=torch.int64)
+    if kind in ("digits", "folder"):
+        if kind == "folder" and len(base) > FOLDER_MAX_IMAGES:
+            raise ValueError(f"{len(base)} images: more than FOLDER_MAX_IMAGES = {FOLDER_MAX_IMAGES} to decode "
+                             "into memory; use the DataLoader pipeline")
+        items = [base[i] for i in range(len(base))]
+        size = None if kind == "digits" else image_size
+        images = np.stack([_pil_to_uint8(im, size) for im, _ in items])
+        return torch.from_numpy(images), torch.as_tensor([y for _, y in items], dtype=torch.int64)
+    raise ValueError(f"a {type(base).__name__} cannot be held as uint8 images on the device (CIFAR-10, STL-10, "
+                     "digits, synthetic and ImageFolder data sets can); use the DataLoader pipeline")
+
+
+class DeviceBatch(tuple):
+    """``(view1, view2, labels)`` on the device, with ``labelled``: the number of labels >= 0, known on the host."""
+
+    labelled: int
+
+    def __new__(cls, views1, views2, labels, labelled: int):
+        batch = super().__new__(cls, (views1, views2, labels))
+        batch.labelled = labelled
+        return batch
+
+
+def _count_labelled_per_batch(labels: torch.Tensor, order: torch.Tensor, batch: int, steps: int) -> list:
+    """Labelled rows of each batch of this epoch: host tensors only (the CPU permutation and labels)."""
+    keep = (labels[order[:steps * batch]] >= 0).view(steps, batch).sum(dim=1)
+    return keep.tolist()
+
+
+class DeviceBatches:
+    """An epoch's batches of two augmented views from images on the device (``DataLoader(drop_last=True)``'s
+    length and ``set_epoch``)."""
+
+    sampler = None
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, augment: DeviceAugment, *,
+                 order: torch.Generator, augment_generator: torch.Generator, seed: int = 0, rank: int = 0,
+                 world_size: int = 1):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+        self.images, self.labels = images, labels.cpu()
+        self.labels_device = self.labels.to(images.device)
+        self.batch_size, self.augment = batch_size, augment
+        self.order, self.augment_generator = order, augment_generator
+        self.seed, self.rank, self.world_size, self.epoch = seed, rank, world_size, 0
+        self.per_rank = len(self.labels) // world_size
+        self.dataset = images       # len(loader.dataset), as a DataLoader
+
+    def __len__(self):
+        return self.per_rank // self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _permutation(self) -> torch.Tensor:
+        n = len(self.labels)
+        if self.world_size == 1:
+            return torch.randperm(n, generator=self.order)
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        return torch.randperm(n, generator=g)[:self.per_rank * self.world_size][self.rank::self.world_size]
+
+    def __iter__(self):
+        steps, b = len(self), self.batch_size
+        order = self._permutation()
+        labelled = _count_labelled_per_batch(self.labels, order, b, steps)
+        if self.images.device.type == "cuda":
+            order = order.pin_memory()
+        order = order.to(self.images.device, non_blocking=True)
+        for i in range(steps):
+            idx = order[i * b:(i + 1) * b]
+            x = self.images.index_select(0, idx)
+            views = self.augment(torch.cat([x, x]), self.augment_generator)    # both views in one pass
+            yield DeviceBatch(views[:b], views[b:], self.labels_device.index_select(0, idx), labelled[i])
