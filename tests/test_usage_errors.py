@@ -277,3 +277,14 @@ def test_help_shows_a_description_and_default_for_every_option(capsys):
     for main in MAINS.values():
         assert main(["--version"]) == 0
         assert "0." in capsys.readouterr().out
+
+
+def test_a_data_error_found_after_the_checks_leaves_no_empty_run_folder(tmp_path, capsys):
+    broken = tmp_path / "cifar" / "cifar-10-batches-py"
+    broken.mkdir(parents=True)
+    (broken / "data_batch_1").write_bytes(b"junk")
+    assert superinfo_main(["train", "--preset", "cifar10", "--data-root", str(tmp_path / "cifar"), "--out",
+                           str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "cifar10 data" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
