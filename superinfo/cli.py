@@ -502,7 +502,10 @@ def _dispatch(args) -> int:
     import torch
 
     torch.set_num_threads(resolve_threads(getattr(args, "threads", 1)))
-    return args.func(args)
+    from mi_toolkit.cli_support import created_dir_guard
+    out = getattr(args, "out", None) if args.command in ("world", "sweep-world", "train", "demo", "sweep") else None
+    with created_dir_guard(out):            # a command that fails leaves no empty folder it created behind
+        return args.func(args)
 
 
 def main(argv=None) -> int:

@@ -169,6 +169,14 @@ def _check_device(name):
         raise ArgumentError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
 
 
+def _check_lower_bound(name, flag):
+    import mi_toolkit
+    from mi_toolkit.estimators import ESTIMATORS
+    valid = ["ntxent", "pairwise"] + [n for n in mi_toolkit.available_estimators() if ESTIMATORS[n][0].direction == "lower"]
+    if name not in valid:
+        raise ArgumentError(f"{flag} {name!r} is unknown; valid: {', '.join(valid)}")
+
+
 def _check_run(path, flag="--run"):
     """A run folder (or, for export, a checkpoint file) whose checkpoint loads safely; reads only its epoch."""
     from .trainer.run import CHECKPOINT, checkpoint_epoch
@@ -241,6 +249,7 @@ def validate(args) -> None:
     if hasattr(args, "progress") and command in ("demo", "train") and args.progress is None:
         args.progress = progress_default(None)
     if command in ("world", "sweep-world"):
+        _check_lower_bound(args.lower_bound, "--lower-bound")
         _check_out_dir(args, known=("world.json", "sweep.json", "world_sweep.png"))
     elif command == "train":
         _validate_train(args)
