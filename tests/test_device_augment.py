@@ -121,7 +121,15 @@ def test_each_operation_is_torchvisions_on_float_images():
                        (adjust_hue, TF.adjust_hue, 0.4)]:
         got = fn(x, torch.full((4, 1, 1, 1), v))
         torch.testing.assert_close(got, torch.stack([ref(xi, v) for xi in x]), atol=1e-6, rtol=0)
+    # the four in each sample's own order, as ColorJitter.forward applies them
     aug = DeviceAugment(preset_for("stl10"), normalize=False)
+    params = aug.sample_params(24, 12, 12, _gen(9))
+    got = aug.jitter(torch.rand(24, 3, 12, 12, generator=_gen(10)), params["factors"], params["order"])
+    fns = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    for i, xi in enumerate(torch.rand(24, 3, 12, 12, generator=_gen(10))):
+        for j in params["order"][i].tolist():
+            xi = fns[j](xi, float(params["factors"][i, j]))
+        torch.testing.assert_close(got[i], xi, atol=1e-5, rtol=0)
     img = torch.rand(2, 3, 20, 20, generator=_gen(4))
     sig = torch.tensor([0.5, 1.7])
     want = torch.stack([TF.gaussian_blur(img[i], [aug.kernel] * 2, [float(sig[i])] * 2) for i in range(2)])
