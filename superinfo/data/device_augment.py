@@ -109,7 +109,9 @@ def _hsv2rgb(h, s, v):
     n in (5, 3, 1) is v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6 -- the same values up to float
     rounding, in a few passes instead of six stacked candidates."""
     h6 = (h * 6.0).unsqueeze(1)
-    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0], device=h.device, dtype=h.dtype).view(1, 3, 1, 1) + h6, 6.0)
+    # (5, 3, 1) without a host-to-device copy (torch.tensor(..., device=cuda) waits for the queue)
+    n = 5.0 - 2.0 * torch.arange(3, device=h.device, dtype=h.dtype).view(1, 3, 1, 1)
+    k = torch.remainder(n + h6, 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
     v, s = v.unsqueeze(1), s.unsqueeze(1)
     return (v - v * s * ramp).clamp(0.0, 1.0)
@@ -152,6 +154,7 @@ class DeviceAugment:
         self.device = None if device is None else torch.device(device)
         self.mean = torch.tensor(preset.mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(preset.std, device=self.device).view(1, 3, 1, 1)
+        self._cached = {}
 
     # -- the draws: every random number of a batch, in a fixed order -------------------------------------------
     def sample_params(self, n: int, height: int, width: int, generator: torch.Generator) -> dict:
@@ -163,13 +166,22 @@ class DeviceAugment:
         params["gray"] = u[:, 2] < p.grayscale_prob
         params["blur"] = (u[:, 3] < p.blur_prob) & p.blur
         f = torch.rand((n, 4), generator=generator, device=dev)
-        lo = torch.tensor([self.brightness[0], self.contrast[0], self.saturation[0], self.hue[0]], device=dev)
-        hi = torch.tensor([self.brightness[1], self.contrast[1], self.saturation[1], self.hue[1]], device=dev)
+        lo, hi = self._ranges(dev)
         params["factors"] = lo + f * (hi - lo)          # brightness, contrast, saturation, hue shift
         # a random order of the four per sample (uniform over the 24 permutations), as ColorJitter's randperm(4)
         params["order"] = torch.argsort(torch.rand((n, 4), generator=generator, device=dev), dim=1)
         params["sigma"] = _uniform((n,), 0.1, 2.0, generator, dev)
         return params
+
+    def _ranges(self, device):
+        """The four factors' (low, high) as device tensors, made once per device: a host-to-device copy on every
+        batch would make the host wait for the GPU's queue."""
+        key = str(device)
+        if key not in self._cached:
+            lo = (self.brightness[0], self.contrast[0], self.saturation[0], self.hue[0])
+            hi = (self.brightness[1], self.contrast[1], self.saturation[1], self.hue[1])
+            self._cached[key] = (torch.tensor(lo, device=device), torch.tensor(hi, device=device))
+        return self._cached[key]
 
     # -- the steps -----------------------------------------------------------------------------------------------
     def crop_resize(self, images: torch.Tensor, crop: torch.Tensor) -> torch.Tensor:
@@ -230,7 +242,9 @@ class DeviceAugment:
         if self.preset.blur:
             x = torch.where(params["blur"].view(-1, 1, 1, 1), self.blur(x, params["sigma"]), x)
         if self.normalize:
-            x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+            if self.mean.device != x.device:
+                self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
+            x = (x - self.mean) / self.std
         return x
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -320,9 +320,16 @@ def _train_step(t: Training, batch) -> torch.Tensor:
     probe = _probe_step(t, h[:n].detach(), batch[2], getattr(batch, "labelled", None)) if t.probe is not None \
         else torch.zeros(4, device=t.device)
     losses = torch.stack([terms.total, terms.contrastive, terms.mi_lower, terms.superfluous_a, terms.superfluous_b,
-                          torch.as_tensor(terms.lambda_a, device=t.device, dtype=terms.total.dtype),
-                          torch.as_tensor(terms.lambda_b, device=t.device, dtype=terms.total.dtype)])
+                          _on_device(terms.lambda_a, terms.total), _on_device(terms.lambda_b, terms.total)])
     return torch.cat([losses.detach().float(), probe.float(), encoder_nonfinite.float().reshape(1)]).double()
+
+
+def _on_device(value, like: torch.Tensor) -> torch.Tensor:
+    """A tensor stays; a Python number becomes a fill kernel on the device (``torch.as_tensor(x, device=cuda)``
+    copies from the host and waits for the queue)."""
+    if torch.is_tensor(value):
+        return value.to(like.dtype)
+    return torch.full((), float(value), device=like.device, dtype=like.dtype)
 
 
 def read_metrics(t: Training, sums: torch.Tensor, steps: int) -> dict:
