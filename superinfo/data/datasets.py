@@ -291,6 +291,9 @@ def _cifar10(root: Path, split: str, download: bool, verify: bool) -> Dataset:
     batches, meta = _cifar_files()
     if not download:
         _require_files(folder, batches + [meta], "cifar10", root)
+    if not verify and not download:       # torchvision unpickles with no restriction: only files that load safely
+        for name in batches:
+            check_cifar_batch(folder / name)
     try:
         dataset = _CIFAR10(root, train=(split == "train"), download=download, verify=verify)
     except DataError:

@@ -15,6 +15,13 @@ Nothing in a step reads a value back to the host: the metrics add up on the devi
 (``read_metrics``).  That is also where a non-finite loss or encoder output is caught: ``NonFiniteLossError`` names
 the last good checkpoint, which stays as it was (checkpoints are written only after an epoch's last row is read).
 
+Two data pipelines (``cfg.data_pipeline``, ``--data-pipeline``): "loader", a DataLoader whose workers apply the
+per-image torchvision transforms on the CPU; "device", the data set's uint8 images moved to the device once and
+each batch augmented there in one pass (``superinfo.data.device_data``, ``superinfo.data.device_augment``: the same
+distributions, its generator in the checkpoint).  "auto" (the default) is "device" on CUDA when the images fit
+(at most 8 GiB and a quarter of the GPU's memory: CIFAR-10, STL-10, digits, synthetic, an ImageFolder of at most
+200,000 images), "loader" otherwise.  ``cfg.compile`` wraps the model's forward and the loss in ``torch.compile``.
+
 Checkpoints are written at the end of each epoch, atomically (``superinfo.trainer.run``); a resumed run is
 bit-identical to an uninterrupted one (tested, on one process and on two).
 
