@@ -94,3 +94,21 @@ def test_the_malicious_file_would_run_code_without_weights_only(good_run, tmp_pa
     run = _variant(good_run, tmp_path, "malicious")
     torch.load(run / "checkpoint.pt", weights_only=False)
     assert (tmp_path / MARKER).exists()
+
+
+def test_a_crafted_cifar_file_is_refused_without_running_code(tmp_path, capsys):
+    """--no-verify skips the md5 check, so the data files are whatever someone put there: they are unpickled with
+    only arrays, lists, strings and numbers allowed, before torchvision reads them."""
+    import pickle
+
+    from fixtures_data import write_cifar10
+    write_cifar10(tmp_path / "data")
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "data_batch_1"
+    entry = pickle.loads(batch.read_bytes(), encoding="latin1")
+    entry["extra"] = _RunsCode(tmp_path / MARKER)
+    batch.write_bytes(pickle.dumps(entry, protocol=2))
+    assert main(["train", "--preset", "cifar10", "--data-root", str(tmp_path / "data"), "--no-verify", "--epochs",
+                 "1", "--out", str(tmp_path / "run"), "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "refused to load" in err and "Traceback" not in err
+    assert not (tmp_path / MARKER).exists() and not (tmp_path / "run").exists()
