@@ -91,6 +91,48 @@ def run_one(args, compile_: bool) -> dict:
     return result
 
 
+def sync_check(args, steps: int = 20) -> dict:
+    """CUDA synchronisations inside the trainer's own steps (``build_training`` + ``_train_step`` on the device
+    pipeline), counted by ``torch.cuda.set_sync_debug_mode("warn")`` over ``steps`` steps after 3 warm-up steps:
+    what the CPU counter (benchmarks/host_syncs.py) cannot see, e.g. a boolean index or a host-to-device copy."""
+    import warnings
+
+    import torch
+    sys.path.insert(0, str(ROOT))
+    from superinfo import data
+    from superinfo.trainer import TrainConfig, build_training
+    from superinfo.trainer.loop import _Interval, _train_step
+
+    if not torch.cuda.is_available():
+        return {"skipped": "no CUDA device"}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(dataset="synthetic", synthetic_size=4096, image_size=args.image_size, arch=args.arch,
+                          width=args.width, batch_size=args.batch_size, epochs=1, data_pipeline="device",
+                          final_eval="none", progress=False, out=tmp, lambda_a=0.1)
+        pretrain, _ = data.load_datasets(cfg)
+        t = build_training(cfg, pretrain, num_classes=10)
+        interval = _Interval(t)
+        batches = iter(t.loader)
+        for _ in range(3):
+            interval.add(_train_step(t, next(batches)), args.batch_size, 0.0)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                done = 0
+                for batch in batches:
+                    interval.add(_train_step(t, batch), args.batch_size, 0.0)
+                    done += 1
+                    if done == steps:
+                        break
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
+    return {"steps": done, "syncs": len(syncs), "syncs_per_step": len(syncs) / max(done, 1),
+            "first_messages": sorted(set(syncs))[:5]}
+
+
 def _device() -> str:
     import torch
     return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
@@ -109,6 +151,7 @@ def main(argv=None) -> int:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--compile", choices=["both", "off", "on"], default="both")
     p.add_argument("--kernels", action="store_true", help="then run benchmarks/gpu_kernels.py")
+    p.add_argument("--no-sync-check", action="store_true", help="skip the in-process CUDA sync count")
     p.add_argument("--dry-run", action="store_true", help="tiny: 1024 images, arch tiny, CPU, 2 epochs, no compile")
     p.add_argument("--json", help="write the summary here")
     args = p.parse_args(argv)
@@ -116,9 +159,13 @@ def main(argv=None) -> int:
         args.images, args.arch, args.width, args.device, args.epochs = 1024, "tiny", 8, "cpu", 2
         args.batch_size, args.threads, args.compile = 128, args.threads or 1, "off"
     modes = {"both": (False, True), "off": (False,), "on": (True,)}[args.compile]
+    summary = {"device": _device()}
+    if not args.no_sync_check:
+        summary["sync_check"] = sync_check(args)
+        print("CUDA syncs inside steps:", json.dumps(summary["sync_check"]), flush=True)
     results = [run_one(args, c) for c in modes]
-    summary = {"device": _device(), "command": " ".join(command("RUN", args, False)[1:]), "runs": results,
-               "images": args.images, "batch_size": args.batch_size, "dry_run": args.dry_run}
+    summary.update({"command": " ".join(command("RUN", args, False)[1:]), "runs": results,
+                    "images": args.images, "batch_size": args.batch_size, "dry_run": args.dry_run})
     for r in results:
         if "error" not in r:
             print(f"compile={'on' if r['compile'] else 'off'}: {r['seconds_per_epoch']:.2f} s per two-view epoch of "

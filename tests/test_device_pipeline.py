@@ -158,3 +158,21 @@ def test_compile_builds_and_one_step_runs(tmp_path):
     metrics = _train_step(t, next(iter(t.loader)))
     assert torch.isfinite(metrics).all()
     print(f"one compiled step: {time.perf_counter() - start:.1f} s")
+
+
+def test_uint8_images_hold_the_official_files_pixels(tmp_path):
+    from fixtures_data import write_cifar10, write_imagefolder, write_stl10
+
+    cifar = write_cifar10(tmp_path / "c")
+    images, labels = uint8_images(data.pretrain_dataset("cifar10", tmp_path / "c", data.preset_for("cifar10"),
+                                                   verify=False))
+    assert torch.equal(images, torch.from_numpy(cifar["train"][0]).permute(0, 3, 1, 2))
+    assert labels.tolist() == cifar["train"][1]
+    stl = write_stl10(tmp_path / "s")
+    images, labels = uint8_images(data.pretrain_dataset("stl10", tmp_path / "s", data.preset_for("stl10"), verify=False))
+    assert torch.equal(images, torch.from_numpy(stl["unlabeled"][0]).permute(0, 3, 1, 2))
+    assert (labels == -1).all()
+    write_imagefolder(tmp_path / "f")
+    folder = data.pretrain_dataset("imagefolder", tmp_path / "f", data.preset_for("imagefolder", 16))
+    images, labels = uint8_images(folder, 16)
+    assert images.shape == (len(folder), 3, 16, 16) and stored_bytes(folder, 16) == images.numel()
