@@ -498,7 +498,7 @@ def _dispatch(args) -> int:
     from mi_toolkit.cli_support import resolve_threads
 
     from .cli_checks import validate
-    validate(args)                          # every file, folder and cross-setting check, before any compute
+    validate(args, train_config_from_args)  # every file, folder and cross-setting check, before any compute
     import torch
 
     torch.set_num_threads(resolve_threads(getattr(args, "threads", 1)))

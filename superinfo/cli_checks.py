@@ -215,8 +215,7 @@ def _check_out_dir(args, *, resumable=None, known=None):
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def _validate_train(args):
-    from .cli import train_config_from_args
+def _validate_train(args, train_config_from_args):
     from .trainer.run import CHECKPOINT, CONFIG
 
     _check_device(args.device)
@@ -243,8 +242,10 @@ def _validate_train(args):
     _check_out_dir(args, resumable=f"continue a run with superinfo train --resume {args.out}", known=RUN_FILES)
 
 
-def validate(args) -> None:
-    """Everything a command needs that argparse cannot check alone; raises ArgumentError, creates nothing."""
+def validate(args, train_config_from_args=None) -> None:
+    """Everything a command needs that argparse cannot check alone; raises ArgumentError, creates nothing.
+    ``train_config_from_args(args)``: the TrainConfig a train command line asks for (superinfo.cli's; passed in so
+    this module does not import the CLI)."""
     command = args.command
     if hasattr(args, "progress") and command in ("demo", "train") and args.progress is None:
         args.progress = progress_default(None)
@@ -252,7 +253,7 @@ def validate(args) -> None:
         _check_lower_bound(args.lower_bound, "--lower-bound")
         _check_out_dir(args, known=("world.json", "sweep.json", "world_sweep.png"))
     elif command == "train":
-        _validate_train(args)
+        _validate_train(args, train_config_from_args)
     elif command == "eval":
         _check_run(args.run)
         _check_device(args.device)
