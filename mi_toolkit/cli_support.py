@@ -209,6 +209,8 @@ def check_output_file(path, flag: str, *, overwrite: bool = False) -> Path:
             raise ArgumentError(f"{flag} {path}: the file exists; pick another name or pass --overwrite to replace it")
         if not os.access(p, os.W_OK):
             raise ArgumentError(f"{flag} {path}: the file is not writable")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise ArgumentError(f"{flag} {path}: cannot be created, {p.parent} is a file")
     if p.parent.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
         raise ArgumentError(f"{flag} {path}: the folder {p.parent} is not writable")
     if not p.parent.exists():

@@ -192,7 +192,7 @@ def _bench_config(args):
     try:
         config.validate()
     except ValueError as err:        # the config's own checks (a level a task cannot reach, ...)
-        flags = {"levels": "--mi", "dof": "--dof", "window": "--window", "task": "--task"}
+        flags = {"levels": "--mi", "mi": "--mi", "dof": "--dof", "window": "--window", "task": "--task"}
         text = str(err)
         for field, flag in flags.items():
             text = text.replace(f"{field} ", f"{flag} ", 1) if text.startswith(field) else text
