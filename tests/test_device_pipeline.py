@@ -176,3 +176,25 @@ def test_uint8_images_hold_the_official_files_pixels(tmp_path):
     folder = data.pretrain_dataset("imagefolder", tmp_path / "f", data.preset_for("imagefolder", 16))
     images, labels = uint8_images(folder, 16)
     assert images.shape == (len(folder), 3, 16, 16) and stored_bytes(folder, 16) == images.numel()
+
+
+def test_device_batches_split_an_epoch_over_ranks_like_distributed_sampler():
+    from superinfo.data.device_augment import DeviceAugment
+
+    n, batch = 50, 4
+    images = torch.zeros(n, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(n)                         # each row's label is its index
+    aug = DeviceAugment(data.preset_for("synthetic", 8))
+
+    def epoch(rank, world, e=0):
+        b = DeviceBatches(images, labels, batch, aug, order=torch.Generator().manual_seed(rank),
+                          augment_generator=torch.Generator().manual_seed(rank), seed=3, rank=rank, world_size=world)
+        b.set_epoch(e)
+        assert len(b) == n // world // batch
+        return [i for views1, views2, y in b for i in y.tolist()]
+
+    one = epoch(0, 1)
+    assert len(one) == len(set(one)) == (n // batch) * batch
+    r0, r1 = epoch(0, 2), epoch(1, 2)
+    assert len(r0) == len(r1) == 24 and not set(r0) & set(r1)
+    assert epoch(0, 2, e=1) != r0                    # a new order each epoch, the same on every rank
