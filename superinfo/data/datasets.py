@@ -44,18 +44,19 @@ from .augment import DataPreset, check_preset, eval_transform, to_rgb, two_view_
 from .integrity import (CorruptDataError, DataError, IntegrityError, MissingDataError, check_cifar_batch, read_cifar_pickle,
                         verified_once)
 
-DATASETS = ("cifar10", "stl10", "imagenet", "imagefolder", "digits")
+DATASETS = ("cifar10", "stl10", "imagenet", "imagefolder", "digits", "synthetic")
 SPLITS = {
     "cifar10": ("train", "test"),
     "stl10": ("unlabeled", "train", "test", "train+unlabeled"),
     "imagenet": ("train", "val"),
     "imagefolder": ("train", "val", "test", "all"),
     "digits": ("train", "test", "all"),
+    "synthetic": ("train", "test"),
 }
 PRETRAIN_SPLIT = {"cifar10": "train", "stl10": "unlabeled", "imagenet": "train", "imagefolder": "train",
-                  "digits": "train"}
+                  "digits": "train", "synthetic": "train"}
 EVAL_SPLITS = {"cifar10": ("train", "test"), "stl10": ("train", "test"), "imagenet": ("train", "val"),
-               "imagefolder": ("train", "test"), "digits": ("train", "test")}
+               "imagefolder": ("train", "test"), "digits": ("train", "test"), "synthetic": ("train", "test")}
 HOLDOUT_FRACTION = 0.2      # test share when a folder (or digits) has no split of its own
 HOLDOUT_SEED = 0
 UNLABELED = -1
@@ -220,6 +221,11 @@ def build_dataset(name: str, root, split: str, *, download: bool = False, verify
         raise ArgumentTypeError(f"download and verify must be bools, got {download!r} and {verify!r}")
     if name == "digits":
         return _digits(split, 32 if image_size is None else image_size)
+    if name == "synthetic":     # random images (throughput runs): 50000 to train on, 10000 to test
+        from .synthetic_images import SyntheticImages
+        train = split == "train"
+        return SyntheticImages(50_000 if train else 10_000, 32 if image_size is None else image_size,
+                               seed=0 if train else 1)
     root = _check_root(name, root)
     if download and name in ("imagenet", "imagefolder"):
         raise ArgumentError(f"{name} cannot be downloaded (download=True / --download); {_HOW_TO_GET[name]}")
