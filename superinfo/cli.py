@@ -38,7 +38,8 @@ def _add_world_options(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("training and world")
     g.add_argument("--lower-bound", default=DEFAULTS["lower_bound"],
-                   help="lower bound on I(z1;z2): ntxent (default) or a lower bound of the mi_toolkit registry")
+                   help="lower bound on I(z1;z2): pairwise (default: the one-direction InfoNCE bound, so that the "
+                        "exact I(z1;z2) and its bound compare), ntxent (SimCLR's) or one of the mi_toolkit registry")
     g.add_argument("--temperature", type=float, default=DEFAULTS["temperature"], help="NT-Xent temperature")
     g.add_argument("--steps", type=int, default=DEFAULTS["steps"])
     g.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
@@ -49,7 +50,14 @@ def _add_world_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--encoder-layers", type=int, default=DEFAULTS["encoder_layers"],
                    help="hidden layers of each head (0: linear, the only case with exact information)")
     g.add_argument("--hidden", type=int, default=DEFAULTS["hidden"])
-    g.add_argument("--world", default=DEFAULTS["world"], choices=["linear", "nonlinear"])
+    g.add_argument("--world", default=DEFAULTS["world"], choices=["linear", "nonlinear", "entangled"],
+                   help="linear (t1 in view 1's nuisance), entangled (t1 on the shared directions) or nonlinear")
+    g.add_argument("--backbone-dim", type=int, default=DEFAULTS["backbone_dim"],
+                   help="width of a noisy linear backbone between each view and its head (0: none); the probes "
+                        "read it")
+    g.add_argument("--backbone-noise", type=float, default=DEFAULTS["backbone_noise"],
+                   help="std of the backbone's noise")
+    g.add_argument("--t1-std", type=float, default=DEFAULTS["t1_std"], help="entangled world: std of t1")
     g.add_argument("--shared-dim", type=int, default=DEFAULTS["shared_dim"])
     g.add_argument("--nuisance-dim", type=int, default=DEFAULTS["nuisance_dim"])
     g.add_argument("--t1-dim", type=int, default=DEFAULTS["t1_dim"])
@@ -64,9 +72,10 @@ def _add_world_options(p: argparse.ArgumentParser) -> None:
 
 def _world_options(args) -> dict:
     keys = ["lower_bound", "temperature", "steps", "batch_size", "lr", "z_dim", "sigma", "encoder_layers", "hidden",
-            "world", "shared_dim", "nuisance_dim", "t1_dim", "noise_std", "probe_samples"]
+            "world", "shared_dim", "nuisance_dim", "t1_dim", "noise_std", "probe_samples", "backbone_dim",
+            "backbone_noise", "t1_std"]
     opts = {k: getattr(args, k) for k in keys}
-    if opts["lower_bound"] != "ntxent":
+    if opts["lower_bound"] not in ("ntxent", "pairwise"):
         opts.pop("temperature")
     return opts
 
@@ -77,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     world = sub.add_parser("world", help="train on the multi-view world with one lambda; write DIR/world.json")
-    world.add_argument("--lambda", dest="lambda_a", type=float, required=True,
-                       help="lambda_a: weight of the superfluous term I(v1;z1|v2)")
+    world.add_argument("--lambda", dest="lambda_a", type=_lambda, required=True,
+                       help="lambda_a: weight of the superfluous term I(v1;z1|v2), or 'auto' (world.json gets "
+                            "lambda_final)")
     world.add_argument("--lambda-b", type=float, default=None, help="weight of I(v2;z2|v1) (default: --lambda)")
     world.add_argument("--bound", default="kl", choices=["kl", "club"], help="upper bound on the conditional term")
     world.add_argument("--seed", type=int, default=0)
@@ -100,11 +110,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_export_parser(sub)
     _add_transfer_parser(sub)
+    _add_probe_parser(sub)
     from mi_toolkit.cli_support import add_version
 
     from .cli_checks import harden
     add_version(parser)
     return harden(parser)       # every option's range, help and default; --overwrite where results are written
+
+
+def _lambda(text: str):
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
 def _bool(text: str) -> bool:
@@ -127,9 +147,20 @@ _TRAIN_OVERRIDES = [
     ("--lr", "lr", float, "peak learning rate"), ("--weight-decay", "weight_decay", float, None),
     ("--momentum", "momentum", float, None), ("--warmup-epochs", "warmup_epochs", float, None),
     ("--final-lr-factor", "final_lr_factor", float, "cosine floor as a fraction of the peak lr"),
-    ("--lambda-a", "lambda_a", float, "weight of the superfluous term I(v1;z1|v2)"),
-    ("--lambda-b", "lambda_b", float, "weight of I(v2;z2|v1) (default: --lambda-a)"),
-    ("--lower-bound", "lower_bound", str, "ntxent or a lower bound of the mi_toolkit registry"),
+    ("--method", "method", str, "simclr (NT-Xent alone) or superinfo (NT-Xent + the superfluous penalty)"),
+    ("--lambda-a", "lambda_a", _lambda, "weight of the superfluous term I(v1;z1|v2), or 'auto' (one multiplier for "
+                                         "both terms, tuned to keep the contrastive estimate within --lambda-slack)"),
+    ("--lambda-b", "lambda_b", float, "weight of I(v2;z2|v1) (default: --lambda-a).  With one head and a fixed or "
+                                      "learned sigma KL(p1||p2) = KL(p2||p1), so only lambda_a + lambda_b matters; "
+                                      "they differ only with --sigma amortized"),
+    ("--lambda-warmup-epochs", "lambda_warmup_epochs", float, "epochs at lambda = 0 first (default: 20%% of "
+                                                              "--epochs)"),
+    ("--lambda-ramp-epochs", "lambda_ramp_epochs", float, "epochs of the linear ramp to lambda after the warm-up "
+                                                          "(default: 20%% of --epochs; not used by auto)"),
+    ("--lambda-slack", "lambda_slack", float, "auto: the share of the contrastive estimate the penalty may cost "
+                                              "(default 0.05)"),
+    ("--contrastive", "lower_bound", str, "the contrastive term: ntxent (SimCLR's, default), pairwise (the "
+                                          "one-direction InfoNCE bound) or a lower bound of the mi_toolkit registry"),
     ("--conditional", "conditional", str, "upper bound on the conditional terms: kl or club"),
     ("--temperature", "temperature", float, "NT-Xent temperature"),
     ("--kernel-backend", "kernel_backend", str, "NT-Xent path: auto (fused kernel from 2048 rows), matrix, naive, "
@@ -407,6 +438,39 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _add_probe_parser(sub) -> None:
+    p = sub.add_parser("probe", help="the superfluous-information bracket of a run: a lower bound from what its "
+                                     "features know about their own view's augmentation, the kl upper bound; "
+                                     "writes RUN_DIR/probe.json")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--features", default="backbone", choices=["backbone", "head"],
+                   help="backbone features h (what evaluation reads) or the head's z (default: backbone)")
+    p.add_argument("--estimator", default="infonce",
+                   help="mi_toolkit estimator of I(features; augmentation parameters) (default: infonce, a lower "
+                        "bound)")
+    p.add_argument("--images", type=int, default=1000, help="images per split (default: 1000)")
+    p.add_argument("--views", type=int, default=2, help="recorded views per image (default: 2)")
+    p.add_argument("--steps", type=int, default=None, help="estimator training steps (default: estimate()'s)")
+    p.add_argument("--data-root", default=None, help="the data (default: the run's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    p.set_defaults(func=_cmd_probe)
+
+
+def _cmd_probe(args) -> int:
+    from .tools.probe import _check_run, format_bracket, probe_run
+
+    _set_threads(args.threads)
+    _check_run(args.run)
+    extra = {} if args.steps is None else {"steps": args.steps}
+    result = probe_run(args.run, features=args.features, estimator=args.estimator, images=args.images,
+                       views=args.views, seed=args.seed, device=args.device, data_root=args.data_root, **extra)
+    print(format_bracket(result))
+    print(f"wrote {Path(args.run) / 'probe.json'}")
+    return 0
+
+
 def _add_transfer_parser(sub) -> None:
     from .tools.transfer import TRANSFER_DATASETS
 
@@ -457,7 +521,8 @@ def _cmd_world(args) -> int:
 
     r = run_world(args.lambda_a, args.lambda_b, args.bound, args.seed, world_seed=args.world_seed,
                   allow_negative_lambda=args.allow_negative_lambda, out=args.out, **_world_options(args))
-    print(f"lambda={r['lambda']:g} lambda_b={r['lambda_b']:g} bound={r['bound']} seed={r['seed']}  "
+    print(f"lambda={r['lambda']} lambda_b={r['lambda_b']} (final {r['lambda_final']:.4g}) bound={r['bound']} "
+          f"seed={r['seed']}  "
           f"({r['seconds']:.1f} s)")
     if r["before"] is not None:
         b, a = r["before"], r["after"]
