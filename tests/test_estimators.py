@@ -96,7 +96,7 @@ def test_separable_and_bilinear_critics_have_the_right_form(generator):
     assert s.weights[0].shape == (2, 3, 8) and torch.all(s.weights[0][1, 2:] == 0)  # y's padding row
     b = BilinearCritic(3, 2)
     assert torch.allclose(b(x, y), x @ b.weight @ y.T)
-    with pytest.raises(ValueError, match="valid critics: bilinear, concat, separable"):
+    with pytest.raises(ValueError, match="valid critics: bilinear, concat, quadratic, separable"):
         critic("mlp", 2, 2)
 
 
