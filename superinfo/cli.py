@@ -127,6 +127,14 @@ def _lambda(text: str):
         raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
 
 
+def _lambdas(text: str) -> list:
+    """A comma list of numbers and 'auto' (sweep --lambda-a)."""
+    items = text.split(",")
+    if not text.strip() or any(not item.strip() for item in items):
+        raise argparse.ArgumentTypeError(f"expected a comma list of numbers or 'auto' with no empty item, got {text!r}")
+    return [_lambda(item.strip()) for item in items]
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -262,7 +270,8 @@ def _add_sweep_parser(sub) -> None:
                                    "collect one table (every run; mean and std over seeds) and a plot.  Rerunning "
                                    "the command skips finished runs and resumes interrupted ones.")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
-    p.add_argument("--lambda-a", dest="lambdas_a", type=parse_floats, required=True, help="comma list of lambda_a")
+    p.add_argument("--lambda-a", dest="lambdas_a", type=_lambdas, required=True,
+                   help="comma list of lambda_a; 'auto' is a point too (automatic lambda, lambda_b tied)")
     p.add_argument("--lambda-b", dest="lambdas_b", type=parse_floats, default=None,
                    help="comma list of lambda_b (default: tied to lambda_a; given: the product grid)")
     p.add_argument("--epochs", dest="epoch_grid", type=parse_ints, default=None,
