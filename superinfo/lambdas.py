@@ -33,7 +33,7 @@ from torch import nn
 from mi_toolkit.errors import ArgumentError
 from mi_toolkit.validation import check_int, check_number
 
-__all__ = ["AUTO", "AutoLambda", "LambdaSchedule"]
+__all__ = ["AUTO", "AutoLambda", "LambdaSchedule", "lambda_weights"]
 
 AUTO = "auto"
 DEFAULT_SLACK = 0.05        # keep 95% of the contrastive estimate: a cost the linear probe barely registers
@@ -112,3 +112,16 @@ class AutoLambda(nn.Module):
     def extra_repr(self) -> str:
         return (f"warmup_steps={self.warmup_steps}, total_steps={self.total_steps}, slack={self.slack:g}, "
                 f"rate={self.rate:g}")
+
+
+def lambda_weights(lambda_a: float, lambda_b: float, auto: bool, warmup_steps: int, ramp_steps: int,
+                   total_steps: int, slack: float = DEFAULT_SLACK, device=None):
+    """How lambda moves over a run of ``total_steps``: ``(schedules, controller)``.  ``schedules`` is the pair
+    (lambda_a(step), lambda_b(step)), or None when both lambdas are 0 (plain NT-Xent: nothing scheduled);
+    ``controller`` is the ``AutoLambda`` behind both when ``auto`` (its ``update`` moves them), else None."""
+    if auto:
+        controller = AutoLambda(max(1, warmup_steps), max(total_steps, warmup_steps + 1), slack=slack, device=device)
+        return (controller.value, controller.value), controller
+    if lambda_a == 0.0 and lambda_b == 0.0:
+        return None, None
+    return (LambdaSchedule(lambda_a, warmup_steps, ramp_steps), LambdaSchedule(lambda_b, warmup_steps, ramp_steps)), None

@@ -24,7 +24,7 @@ from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from synthetic.gaussian import gaussian_conditional_mi
 from synthetic.multiview import EntangledMultiViewWorld, LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
-from .lambdas import AUTO, DEFAULT_SLACK, AutoLambda, LambdaSchedule
+from .lambdas import AUTO, DEFAULT_SLACK, lambda_weights
 from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss
 
 __all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
@@ -192,14 +192,10 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
     loss_fn = SuperInfoLoss(cfg["z_dim"], 0.0 if auto else lambda_a, None if auto else lambda_b,
                             lower_bound=cfg["lower_bound"], conditional=bound,
                             allow_negative_lambda=allow_negative_lambda, **loss_kwargs)
-    warmup = int(round(cfg["lambda_warmup"] * cfg["steps"]))
-    if auto:
-        controller = AutoLambda(max(1, warmup), cfg["steps"], slack=cfg["lambda_slack"])
-        schedule_a = schedule_b = controller.value
-    else:
-        ramp = int(round(cfg["lambda_ramp"] * cfg["steps"]))
-        schedule_a = LambdaSchedule(loss_fn.lambda_a, warmup, ramp)
-        schedule_b = LambdaSchedule(loss_fn.lambda_b, warmup, ramp)
+    schedules, controller = lambda_weights(loss_fn.lambda_a, loss_fn.lambda_b, auto,
+                                           int(round(cfg["lambda_warmup"] * cfg["steps"])),
+                                           int(round(cfg["lambda_ramp"] * cfg["steps"])), cfg["steps"],
+                                           cfg["lambda_slack"])
     torch.manual_seed(seed)
     backbones = None
     head_in = world.view_dim
@@ -220,12 +216,12 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
         v1, v2 = batch.v1, batch.v2
         if backbones is not None:
             v1, v2 = backbones[0](v1, gen), backbones[1](v2, gen)
-        terms = loss_fn(heads[0](v1), heads[1](v2), generator=gen, lambda_a=schedule_a(step),
-                        lambda_b=schedule_b(step))
+        lambdas = {} if schedules is None else {"lambda_a": schedules[0](step), "lambda_b": schedules[1](step)}
+        terms = loss_fn(heads[0](v1), heads[1](v2), generator=gen, **lambdas)
         opt.zero_grad()
         terms.total.backward()
         opt.step()
-        if auto:
+        if controller is not None:
             controller.update(step, terms.mi_lower, terms.superfluous_a + terms.superfluous_b)
         if cfg["log_every"] and (step % cfg["log_every"] == 0 or step == cfg["steps"] - 1):
             history.append({"step": step, **{k: v for k, v in terms.as_dict().items() if not k.startswith("lambda")}})
@@ -238,7 +234,8 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
     result = {
         "lambda": AUTO if auto else loss_fn.lambda_a,
         "lambda_b": AUTO if auto else loss_fn.lambda_b,
-        "lambda_final": float(schedule_a(cfg["steps"])),     # the weight the last steps trained with
+        # the weight the last steps trained with
+        "lambda_final": float(schedules[0](cfg["steps"])) if schedules else loss_fn.lambda_a,
         "bound": bound,
         "seed": seed,
         "world_seed": world_seed,

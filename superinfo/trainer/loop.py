@@ -52,7 +52,7 @@ from mi_toolkit.errors import ArgumentError
 from mi_toolkit.validation import value_checks
 
 from .. import data
-from ..lambdas import AUTO, AutoLambda, LambdaSchedule
+from ..lambdas import AUTO, AutoLambda, lambda_weights
 from ..objective import GaussianPosterior, SuperInfoLoss
 from .config import RESUME_OVERRIDABLE, TrainConfig, amp_dtype, lambda_epochs, resolve_device, uses_channels_last
 from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
@@ -183,12 +183,8 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
                  loss_call=loss_call)
     warmup_epochs, ramp_epochs = lambda_epochs(cfg)
     warmup, ramp = int(round(warmup_epochs * steps)), int(round(ramp_epochs * steps))
-    if auto:
-        t.auto_lambda = AutoLambda(max(1, warmup), max(cfg.epochs * steps, warmup + 1), slack=cfg.lambda_slack,
-                                   device=device)
-        t.schedules = (t.auto_lambda.value, t.auto_lambda.value)
-    elif loss_fn.lambda_a != 0.0 or loss_fn.lambda_b != 0.0:     # lambda = 0: plain NT-Xent, nothing scheduled
-        t.schedules = (LambdaSchedule(loss_fn.lambda_a, warmup, ramp), LambdaSchedule(loss_fn.lambda_b, warmup, ramp))
+    t.schedules, t.auto_lambda = lambda_weights(loss_fn.lambda_a, loss_fn.lambda_b, auto, warmup, ramp,
+                                                cfg.epochs * steps, cfg.lambda_slack, device)
     return t
 
 
