@@ -225,11 +225,14 @@ def _add_train_parser(sub) -> None:
 
 
 def _add_demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="the embedded default: SimCLR vs SuperInfo on scikit-learn's digits (CPU, minutes)")
-    p.add_argument("--out", default="demo-out", help="folder for the runs and eval.json")
+    p = sub.add_parser("demo", help="the embedded default: untrained vs SimCLR vs SuperInfo (automatic lambda) on "
+                                    "scikit-learn's digits, with the superfluous bracket (CPU, minutes)")
+    p.add_argument("--out", default="demo-out", help="folder for the runs, eval.json and demo.png")
     p.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    p.add_argument("--lambda", dest="lambda_superinfo", type=float, default=0.001,
-                   help="SuperInfo's lambda_a = lambda_b (0.01 already collapses the head on digits: docs/ablations.md)")
+    p.add_argument("--lambda", dest="lambda_superinfo", type=_lambda, default="auto",
+                   help="SuperInfo's lambda_a (= lambda_b), or 'auto' (default: automatic lambda, no hand tuning)")
+    p.add_argument("--no-bracket", dest="bracket", action="store_false",
+                   help="skip the superfluous-information bracket (superinfo probe) of each run")
     p.add_argument("--conditional", default=None, choices=["kl", "club"])
     p.add_argument("--epochs", type=int, default=None, help="pre-training epochs (default: the digits preset's)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
@@ -251,9 +254,9 @@ def _cmd_demo(args) -> int:
     smoke = {k: v for k, v in (("max_steps_per_epoch", args.max_steps_per_epoch), ("width", args.width))
              if v is not None}
     result = run_demo(args.out, seeds=seeds, lambda_superinfo=args.lambda_superinfo, epochs=args.epochs,
-                      progress=args.progress, conditional=args.conditional, **smoke)
+                      progress=args.progress, conditional=args.conditional, bracket=args.bracket, **smoke)
     print(format_summary(result))
-    print(f"wrote {Path(args.out) / 'eval.json'}")
+    print(f"wrote {Path(args.out) / 'eval.json'} and {Path(args.out) / 'demo.png'} in {result['seconds']:.0f} s")
     return 0
 
 
@@ -325,7 +328,8 @@ def _add_eval_parser(sub) -> None:
     p.add_argument("--k", type=int, default=200, help="kNN neighbours")
     p.add_argument("--temperature", type=float, default=0.1, help="kNN vote temperature")
     p.add_argument("--epochs", type=int, default=100, help="linear classifier epochs")
-    p.add_argument("--lr", type=float, default=1e-3, help="linear classifier learning rate (Adam)")
+    p.add_argument("--lr", type=float, default=1e-2,    # = trainer.evaluate.LINEAR_LR (tested)
+                   help="linear classifier learning rate (Adam, cosine)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="linear classifier weight decay")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.set_defaults(func=_cmd_eval)
@@ -496,7 +500,8 @@ def _add_transfer_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--epochs", type=int, default=100, help="linear classifier epochs")
-    p.add_argument("--lr", type=float, default=1e-3, help="linear classifier learning rate (Adam)")
+    p.add_argument("--lr", type=float, default=1e-2,    # = trainer.evaluate.LINEAR_LR (tested)
+                   help="linear classifier learning rate (Adam, cosine)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="linear classifier weight decay")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")

@@ -266,7 +266,7 @@ def validate(args, train_config_from_args=None) -> None:
                 raise ArgumentError(f"--resume: {args.out} holds no demo to continue; run without --resume")
         else:
             _check_out_dir(args, resumable="continue an interrupted demo with --resume",
-                           known=("simclr-seed*", "superinfo-seed*", "eval.json"))
+                           known=("untrained-seed*", "simclr-seed*", "superinfo-seed*", "eval.json", "demo.png"))
     elif command == "sweep":
         from .tools.sweep import SPEC_FILE
         _check_device(args.device)

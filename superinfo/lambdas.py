@@ -14,10 +14,13 @@ penalty started,
 
 solved by dual ascent on log lambda after the warm-up (I_ref, U_ref: averages over the warm-up's last steps):
 
-    log lambda  +=  rate / T * (I_avg - (1 - slack) * I_ref) / |I_ref|     (clamped to lambda_0 * [1e-3, 1e6])
+    log lambda  +=  rate / T * min(slack, (I_avg - (1 - slack) * I_ref) / |I_ref|)   (clamped to lambda_0 * [1e-3, 1e6])
 
 over the T steps after the warm-up, starting from lambda_0 = start_fraction * |I_ref| / U_ref: the rate is per
-run, not per step, so one setting serves 300 steps and 300,000.  Everything that sets lambda's scale is a ratio of the
+run, not per step, so one setting serves 300 steps and 300,000.  The surplus is capped at the slack: where the
+estimate still climbs after the warm-up (a short run, digits) the reference is stale, and an uncapped surplus
+raised lambda by ~0.5 a step into a collapse / recovery cycle; capped, lambda can grow at most e^(rate * slack)
+= e^5 times over the run, and only while the estimate holds.  Everything that sets lambda's scale is a ratio of the
 run's own terms, so multiplying U by c gives lambda / c and the same training (tested).  Collapse guard: while
 I_avg < (1 - 3 * slack) * I_ref, lambda shrinks at least 10% a step.  The state (lambda, references, running means,
 how many warm-up steps were averaged) is a module's buffers: it is checkpointed, and a resumed run is
@@ -101,7 +104,7 @@ class AutoLambda(nn.Module):
             self.log_lambda_0.copy_(self.log_lambda)
             return
         reference = self.mi_ref.abs().clamp_min(1e-12)
-        surplus = (self.mi_avg - (1 - self.slack) * self.mi_ref) / reference
+        surplus = ((self.mi_avg - (1 - self.slack) * self.mi_ref) / reference).clamp_max(self.slack)
         step_size = self.rate / (self.total_steps - self.warmup_steps) * surplus
         collapsing = self.mi_avg < (1 - 3 * self.slack) * self.mi_ref
         step_size = torch.where(collapsing, step_size.clamp_max(math.log(0.9)), step_size)

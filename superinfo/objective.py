@@ -197,8 +197,9 @@ class GaussianPosteriorHead(nn.Module):
     """
 
     def __init__(self, in_dim: int, z_dim: int, hidden: int = 64, layers: int = 0, sigma: float | str = 1.0,
-                 sigma_min: float = 0.05, sigma_max: float = 5.0):
+                 sigma_min: float = 0.05, sigma_max: float = 5.0, mean_on_sphere: bool = False):
         super().__init__()
+        self.mean_on_sphere = bool(mean_on_sphere)
         self.in_dim = check_int(in_dim, "in_dim", 1)
         self.z_dim = check_int(z_dim, "z_dim", 1)
         check_int(hidden, "hidden", 1)
@@ -222,6 +223,10 @@ class GaussianPosteriorHead(nn.Module):
             # start at the geometric middle of the allowed range
             self.sigma_logit = nn.Parameter(torch.zeros(self.z_dim))
 
+    def _place(self, mean: torch.Tensor) -> torch.Tensor:
+        # on the unit sphere, KL(p1||p2) = |m1 - m2|^2 / (2 sigma^2) <= 2 / sigma^2: the penalty has a fixed scale
+        return F.normalize(mean, dim=-1) if self.mean_on_sphere else mean
+
     def _bounded_logvar(self, raw: torch.Tensor) -> torch.Tensor:
         log_sigma = self.log_sigma_min + (self.log_sigma_max - self.log_sigma_min) * torch.sigmoid(raw)
         return 2.0 * log_sigma
@@ -231,7 +236,8 @@ class GaussianPosteriorHead(nn.Module):
         out = self.net(v)
         if self.sigma_mode == "amortized":
             mean, raw = out.chunk(2, dim=-1)
-            return GaussianPosterior(mean, self._bounded_logvar(raw))
+            return GaussianPosterior(self._place(mean), self._bounded_logvar(raw))
+        out = self._place(out)
         if self.sigma_mode == "learned":
             logvar = self._bounded_logvar(self.sigma_logit).expand_as(out)
         else:
@@ -265,7 +271,8 @@ class GaussianPosteriorHead(nn.Module):
 
     def extra_repr(self) -> str:
         sig = self.fixed_sigma if self.sigma_mode == "fixed" else self.sigma_mode
-        return f"in_dim={self.in_dim}, z_dim={self.z_dim}, layers={self.layers}, sigma={sig}"
+        sphere = ", mean_on_sphere=True" if self.mean_on_sphere else ""
+        return f"in_dim={self.in_dim}, z_dim={self.z_dim}, layers={self.layers}, sigma={sig}{sphere}"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -44,6 +44,15 @@ def test_auto_lambda_starts_from_the_runs_own_scale_and_moves_with_the_slack():
     assert auto.value(5) == 0.0                    # warm-up: exactly 0, a float (the step stays plain NT-Xent)
 
 
+def test_a_still_climbing_estimate_raises_lambda_no_faster_than_one_that_holds():
+    # a stale reference (the estimate still climbs after the warm-up) must not drive lambda into a collapse
+    holds = _drive(AutoLambda(warmup_steps=10, total_steps=60, slack=0.05), lambda step: 1.0)
+    climbs = _drive(AutoLambda(warmup_steps=10, total_steps=60, slack=0.05), lambda step: 1.0 + 0.2 * (step - 9))
+    assert float(climbs[-1]) == pytest.approx(float(holds[-1]))
+    growth = math.log(float(holds[-1]) / float(holds[9]))
+    assert growth == pytest.approx(100 * 0.05, rel=0.05)     # at most rate x slack over the run
+
+
 def test_a_wider_slack_lets_lambda_grow_faster():
     finals = []
     for slack in (0.02, 0.1):

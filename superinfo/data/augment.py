@@ -65,8 +65,8 @@ PRESETS = {
     # Any ImageFolder: ImageNet statistics at ImageNet size; preset_for(..., image_size=32) for small images.
     "imagefolder": DataPreset(224, _IMAGENET_MEAN, _IMAGENET_STD, blur=True, jitter_strength=1.0, eval_resize=256),
     # Digits are gray strokes on black: their own statistics (32 px, bilinear upsampling), CIFAR-strength jitter.
-    # digits are not mirror-symmetric and an 8x8 glyph survives only mild crops
-    "digits": DataPreset(32, (0.3047,) * 3, (0.3235,) * 3, crop_scale=(0.4, 1.0), blur=False, jitter_strength=0.5,
+    # digits are not mirror-symmetric and an 8x8 glyph survives only mild crops (70-100 %: +2.2 points over 40-100 %)
+    "digits": DataPreset(32, (0.3047,) * 3, (0.3235,) * 3, crop_scale=(0.7, 1.0), blur=False, jitter_strength=0.5,
                          flip_prob=0.0),
     # random uint8 images for throughput measurements (superinfo.data.synthetic_images): CIFAR-10's recipe
     "synthetic": DataPreset(32, (0.5,) * 3, (0.29,) * 3, blur=False, jitter_strength=0.5),

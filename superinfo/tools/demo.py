@@ -1,60 +1,227 @@
-"""The embedded default: SimCLR (lambda = 0) and SuperInfo side by side on scikit-learn's digits, on a CPU, in minutes.
+"""The embedded default: the untrained network, SimCLR and SuperInfo with automatic lambda side by side on
+scikit-learn's digits, on a CPU, in minutes.
 
-    superinfo demo --out DIR [--seeds 0,1,2] [--lambda 0.001] [--epochs 30]
+    superinfo demo --out DIR [--seeds 0,1,2] [--lambda auto] [--epochs N] [--no-bracket]
 
-For every seed it pre-trains the same small ResNet-18 twice (lambda = 0, then --lambda), evaluates both with the
-linear and the kNN protocol on frozen backbone features, and writes DIR/eval.json: every run, and per method the
-mean and std over seeds of each protocol's top-1 (fractions).  Each run keeps its own folder (DIR/<method>-seed<S>).
-It is a two-point ``superinfo sweep`` (the same ``run_point``): rerunning it skips finished runs and resumes
-interrupted ones.
+For every seed it evaluates the network as initialised (the same init both methods start from), then pre-trains it
+with SimCLR (NT-Xent alone) and with SuperInfo, and evaluates each with the linear and the kNN protocol on frozen
+backbone features.  Beside the accuracies stands the superfluous-information bracket of each (``superinfo probe``):
+a lower bound I(h; own view's augmentation) on the backbone features, and the head's ``kl`` upper bound, both on
+held-out views.  A logistic regression and a kNN on the raw 64 pixels of the same split are the reference row.
+DIR/eval.json holds every run, the per-method mean and std over seeds, each trained method's gain over the
+untrained network, and the reference; DIR/demo.png plots them.  Each run keeps its own folder
+(DIR/<method>-seed<S>); rerunning skips finished work and resumes interrupted runs (the same ``run_point`` as the
+sweep).
 """
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from mi_toolkit.atomic import write_json_atomically
 
+from .. import data
+from ..lambdas import AUTO
 from ..trainer.config import preset_config
+from ..trainer.evaluate import PROTOCOLS, evaluate_model, knn_top1, load_run
+from ..trainer.loop import seed_everything
+from ..trainer.models import build_model
 from .sweep import mean_std, run_point, run_record
 
-METHODS = ("simclr", "superinfo")
+__all__ = ["DEFAULT_LAMBDA", "METHODS", "format_summary", "plot_demo", "raw_pixel_reference", "run_demo"]
+
+METHODS = ("untrained", "simclr", "superinfo")
+TRAINED = ("simclr", "superinfo")
+DEFAULT_LAMBDA = AUTO           # no hand-tuned lambda: the multiplier that keeps 95% of the contrastive estimate
+BRACKET_FILE = "bracket.json"
+# the bracket's lower bound: InfoNCE on 2 views of up to 1000 images per split (held out), a short fit
+BRACKET_SETTINGS = dict(features="backbone", estimator="infonce", images=1000, views=2)
 
 
-# With the head noise fixed at sigma = 1, lambda >= 0.01 collapses the head on digits (docs/ablations.md); 0.001 trains
-DEFAULT_LAMBDA = 0.001
+def raw_pixel_reference(cfg) -> dict:
+    """The raw 64 pixels of the same train/test split: scikit-learn's logistic regression on standardised pixels
+    (the linear reference) and the kNN protocol of the runs (cosine, ``cfg.knn_k``, ``cfg.knn_temperature``)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    images, labels = data.digits_arrays()
+    x = images.reshape(len(images), -1).astype(np.float64)
+    train, test = (data.holdout_indices(labels, split) for split in ("train", "test"))
+    scaler = StandardScaler().fit(x[train])
+    clf = LogisticRegression(max_iter=5000).fit(scaler.transform(x[train]), labels[train])
+    linear = float(clf.score(scaler.transform(x[test]), labels[test]))
+    as_tensor = lambda rows: torch.as_tensor(x[rows], dtype=torch.float32)     # noqa: E731
+    knn = knn_top1(as_tensor(train), torch.as_tensor(labels[train]), as_tensor(test), torch.as_tensor(labels[test]),
+                   k=cfg.knn_k, temperature=cfg.knn_temperature, num_classes=10)
+    return {"linear_top1": linear, "knn_top1": knn, "features": "raw pixels (64)",
+            "linear": "scikit-learn LogisticRegression (lbfgs, C=1) on standardised pixels"}
 
 
-def run_demo(out, *, seeds=(0, 1, 2), lambda_superinfo: float = DEFAULT_LAMBDA, epochs: int | None = None,
-             progress: bool = False, **overrides) -> dict:
-    """Train and evaluate both methods for every seed; returns (and writes) the side-by-side summary."""
+def _untrained_model(cfg):
+    seed_everything(cfg.seed)           # what build_training does before build_model: the init both methods start from
+    return build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
+                       head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma,
+                       mean_on_sphere=cfg.mean_on_sphere)
+
+
+def _untrained_record(cfg, folder: Path) -> dict:
+    """The untrained network's accuracies (cached in folder/eval.json, written once)."""
+    path = folder / "eval.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    started = time.perf_counter()
+    model = _untrained_model(cfg)
+    _, (train_ds, test_ds) = data.load_datasets(cfg, eval_too=True, pretrain=False)
+    record = {"seed": cfg.seed}
+    for protocol in PROTOCOLS:
+        kw = {"k": cfg.knn_k, "temperature": cfg.knn_temperature} if protocol == "knn" else {}
+        record[f"{protocol}_top1"] = evaluate_model(model, train_ds, test_ds, protocol, seed=cfg.seed, **kw)["top1"]
+    record["seconds"] = time.perf_counter() - started
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(path, record)
+    return record
+
+
+def _bracket(cfg, folder: Path, model=None, options: dict | None = None) -> dict:
+    """The superfluous bracket of the run in ``folder`` (or of ``model``), cached in folder/bracket.json."""
+    from .probe import probe_model
+
+    path = folder / BRACKET_FILE
+    if path.exists():
+        return json.loads(path.read_text())
+    if model is None:
+        cfg, model, _ = load_run(folder)
+    result = probe_model(model, cfg, seed=cfg.seed, **{**BRACKET_SETTINGS, **(options or {})})
+    write_json_atomically(path, result)
+    return result
+
+
+def run_demo(out, *, seeds=(0, 1, 2), lambda_superinfo: float | str = DEFAULT_LAMBDA, epochs: int | None = None,
+             progress: bool = False, bracket: bool = True, bracket_options: dict | None = None, plot: bool = True,
+             **overrides) -> dict:
+    """Evaluate the untrained network and train + evaluate both methods for every seed; returns (and writes
+    DIR/eval.json, DIR/demo.png) the side-by-side summary.  ``bracket_options`` go to ``probe_model`` (images,
+    views, estimator, and ``mi_toolkit.estimate``'s keywords such as steps)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    lambdas = {"simclr": 0.0, "superinfo": float(lambda_superinfo)}
+    started = time.perf_counter()
+    lambdas = {"untrained": None, "simclr": 0.0, "superinfo": lambda_superinfo}
     configs = [(method, preset_config("digits", out=str(out / f"{method}-seed{seed}"), seed=seed,
-                                      lambda_a=lambdas[method], epochs=epochs, progress=progress, **overrides))
+                                      method="simclr" if method == "simclr" else "superinfo",
+                                      lambda_a=lambdas[method] if method != "untrained" else 0.0, epochs=epochs,
+                                      progress=progress, **overrides))
                for seed in seeds for method in METHODS]    # every config is validated before any training
     runs = []
     for method, cfg in configs:
-        run_point(cfg, ("linear", "knn"))
-        record = run_record(cfg.out)
-        runs.append({"method": method, "lambda": lambdas[method], "seed": cfg.seed,
-                     "linear_top1": record["linear_top1"], "knn_top1": record["knn_top1"],
-                     "seconds": record["seconds"], "run_dir": cfg.out})
+        folder = Path(cfg.out)
+        if method == "untrained":
+            record = _untrained_record(cfg, folder)
+            model = _untrained_model(cfg)
+        else:
+            run_point(cfg, PROTOCOLS)
+            record = run_record(cfg.out)
+            model = None
+        row = {"method": method, "lambda": lambdas[method], "seed": cfg.seed,
+               "linear_top1": record["linear_top1"], "knn_top1": record["knn_top1"],
+               "lambda_final": record.get("lambda_final"), "mi_lower": record.get("mi_lower"),
+               "seconds": record["seconds"], "run_dir": cfg.out}
+        if bracket:
+            b = _bracket(cfg, folder, model, bracket_options)
+            row.update(superfluous_lower_nats=b["lower_nats"], superfluous_lower_stderr=b["lower_stderr"],
+                       superfluous_upper_nats_head=b["upper_nats_head"])
+        runs.append(row)
+    reference = raw_pixel_reference(configs[0][1])
     summary = {}
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
         summary[method] = {"lambda": lambdas[method], "seeds": len(mine)}
-        for key in ("linear_top1", "knn_top1"):
+        keys = ["linear_top1", "knn_top1"] + (["superfluous_lower_nats", "superfluous_upper_nats_head"] if bracket
+                                              else [])
+        for key in keys:
             summary[method][key], summary[method][key + "_std"] = mean_std(r[key] for r in mine)
-    result = {"dataset": "digits", "settings": preset_config("digits", epochs=epochs, **overrides).to_dict(),
-              "runs": runs, "summary": summary}
+        if method in TRAINED:       # the gain over the same init, seed by seed
+            base = {r["seed"]: r for r in runs if r["method"] == "untrained"}
+            gains = [r["linear_top1"] - base[r["seed"]]["linear_top1"] for r in mine]
+            summary[method]["linear_gain_over_untrained_min"] = min(gains)
+            summary[method]["linear_gain_over_untrained_mean"] = float(np.mean(gains))
+    result = {"dataset": "digits", "settings": configs[0][1].to_dict() if configs else None,
+              "methods": {"untrained": "the network as initialised for the seed (what both methods start from)",
+                          "simclr": "NT-Xent alone (--method simclr)",
+                          "superinfo": f"NT-Xent - lambda x kl superfluous term, lambda = {lambda_superinfo}"},
+              "runs": runs, "summary": summary, "reference": {"raw_pixels": reference},
+              "seconds": time.perf_counter() - started}
     write_json_atomically(out / "eval.json", result)
+    if plot:
+        plot_demo(result, out / "demo.png")
     return result
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"{'method':<10} {'lambda':>7} {'linear top-1':>16} {'kNN top-1':>16}"]
+    bracket = "superfluous_lower_nats" in next(iter(result["summary"].values()))
+    head = f"{'method':<10} {'lambda':>7} {'linear top-1':>16} {'kNN top-1':>16}"
+    if bracket:
+        head += f" {'superfluous lower (h)':>22} {'upper (z, kl)':>14}"
+    lines = [head]
+
+    def pct(mean, std):
+        return f"{100 * mean:>9.2f} ± {100 * std:<4.2f}"
+
     for method, s in result["summary"].items():
-        lines.append(f"{method:<10} {s['lambda']:>7g} {100 * s['linear_top1']:>9.2f} ± {100 * s['linear_top1_std']:<4.2f}"
-                     f" {100 * s['knn_top1']:>9.2f} ± {100 * s['knn_top1_std']:<4.2f}")
+        lam = "-" if s["lambda"] is None else str(s["lambda"])
+        line = f"{method:<10} {lam:>7} {pct(s['linear_top1'], s['linear_top1_std'])} {pct(s['knn_top1'], s['knn_top1_std'])}"
+        if bracket:
+            line += (f" {s['superfluous_lower_nats']:>14.3f} ± {s['superfluous_lower_nats_std']:<5.3f}"
+                     f" {s['superfluous_upper_nats_head']:>14.1f}")
+        lines.append(line)
+    ref = result["reference"]["raw_pixels"]
+    lines.append(f"{'raw pixels':<10} {'-':>7} {100 * ref['linear_top1']:>9.2f}        {100 * ref['knn_top1']:>9.2f}"
+                 "        (reference: logistic regression / kNN on the 64 pixels)")
+    for method in TRAINED:
+        if method in result["summary"]:
+            s = result["summary"][method]
+            lines.append(f"{method}: linear top-1 gain over the untrained network {100 * s['linear_gain_over_untrained_mean']:+.2f}"
+                         f" points (smallest over seeds {100 * s['linear_gain_over_untrained_min']:+.2f})")
     return "\n".join(lines)
+
+
+def plot_demo(result: dict, path) -> Path:
+    """Linear and kNN top-1 per method (bars: mean, dots: seeds; dashed: raw pixels) and the superfluous bracket."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = result["runs"]
+    bracket = "superfluous_lower_nats" in runs[0]
+    fig, axes = plt.subplots(1, 3 if bracket else 2, figsize=(12 if bracket else 8, 3.6))
+    for ax, key, ref_key in zip(axes, ("linear_top1", "knn_top1"), ("linear_top1", "knn_top1")):
+        for i, method in enumerate(METHODS):
+            values = [100 * r[key] for r in runs if r["method"] == method]
+            ax.bar(i, np.mean(values), color=f"C{i}", alpha=0.6)
+            ax.plot([i] * len(values), values, "k.", ms=6)
+        ax.axhline(100 * result["reference"]["raw_pixels"][ref_key], ls="--", c="gray", label="raw pixels")
+        ax.set_xticks(range(len(METHODS)), METHODS)
+        ax.set_ylabel(f"{key.split('_')[0]} top-1 (%)")
+        ax.set_ylim(max(0, min(100 * r[key] for r in runs) - 10), 100)
+        ax.legend(loc="lower right", fontsize=8)
+    if bracket:
+        ax = axes[2]
+        for i, method in enumerate(METHODS):
+            mine = [r for r in runs if r["method"] == method]
+            lo = [r["superfluous_lower_nats"] for r in mine]
+            up = [r["superfluous_upper_nats_head"] for r in mine]
+            ax.plot([i] * len(lo), lo, "v", c=f"C{i}", ms=7)
+            ax.plot([i] * len(up), up, "^", c=f"C{i}", ms=7)
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_xticks(range(len(METHODS)), METHODS)
+        ax.set_ylabel("superfluous information (nats)")
+        ax.set_title("v: lower bound on h,  ^: kl upper bound on z", fontsize=9)
+    fig.suptitle("superinfo demo: digits, frozen backbone features, " + f"{len({r['seed'] for r in runs})} seeds")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

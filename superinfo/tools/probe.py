@@ -45,7 +45,8 @@ from ..objective import kl_conditional_bound
 from ..trainer.config import resolve_device
 from ..trainer.evaluate import load_run
 
-__all__ = ["FEATURES", "PROBE_FILE", "augmentation_information", "parameter_decodability", "probe_run"]
+__all__ = ["FEATURES", "PROBE_FILE", "augmentation_information", "parameter_decodability", "probe_model",
+           "probe_run"]
 
 FEATURES = ("backbone", "head")
 PROBE_FILE = "probe.json"
@@ -114,10 +115,28 @@ def probe_run(run_dir, *, features: str = "backbone", estimator: str = "infonce"
               write: bool = True, **estimate_kwargs) -> dict:
     """The superfluous-information bracket of a run (module docstring); writes RUN_DIR/probe.json."""
     check_choice(features, FEATURES, "features")
-    images, views = check_int(images, "images", 2), check_int(views, "views", 2)
     started = time.perf_counter()
     dev = resolve_device(device)
     cfg, model, epoch = load_run(run_dir, dev)
+    result = probe_model(model, cfg, features=features, estimator=estimator, images=images, views=views, seed=seed,
+                         device=dev, feature_batch_size=feature_batch_size, data_root=data_root, **estimate_kwargs)
+    result = {"run_dir": str(run_dir), "checkpoint_epoch": epoch, **result,
+              "seconds": time.perf_counter() - started}
+    if write:
+        write_json_atomically(Path(run_dir) / PROBE_FILE, result)
+    return result
+
+
+def probe_model(model, cfg, *, features: str = "backbone", estimator: str = "infonce", images: int = 1000,
+                views: int = 2, seed: int = 0, device="cpu", feature_batch_size: int = 256, data_root=None,
+                **estimate_kwargs) -> dict:
+    """The bracket of any ``SuperInfoModel`` (a trained run's, or an untrained one) on ``cfg``'s data set, with the
+    augmentation of ``cfg``'s data preset: probe.json's fields, without the run's."""
+    check_choice(features, FEATURES, "features")
+    images, views = check_int(images, "images", 2), check_int(views, "views", 2)
+    started = time.perf_counter()
+    dev = torch.device(device)
+    was_training = model.training
     model.eval()
     root = cfg.data_root if data_root is None else data_root
     preset = data.preset_for(cfg.dataset, cfg.image_size)
@@ -131,13 +150,14 @@ def probe_run(run_dir, *, features: str = "backbone", estimator: str = "infonce"
         picked = rng.permutation(len(base))[:images]
         pil = [base[int(i)][0] for i in picked]
         collected.append(_views(model, pil, augment, views, features, dev, feature_batch_size))
+    model.train(was_training)
     (train_f, train_p, _, _), (test_f, test_p, test_mu, test_lv) = collected
     lower = augmentation_information(torch.cat([train_f, test_f]), torch.cat([train_p, test_p]), estimator,
                                      seed=seed, **estimate_kwargs)
     n = len(test_mu) // views       # held-out pairs: views 1 and 2 of each held-out image
     upper_head = float(kl_conditional_bound(test_mu[:n], test_lv[:n], test_mu[n:2 * n], test_lv[n:2 * n]))
     result = {
-        "run_dir": str(run_dir), "checkpoint_epoch": epoch, "dataset": cfg.dataset, "features": features,
+        "dataset": cfg.dataset, "features": features,
         "feature_dim": int(train_f.shape[1]), "estimator": estimator, "direction": lower["direction"],
         "lower_nats": lower["nats"], "lower_stderr": lower["stderr"], "lower_train_nats": lower["train_nats"],
         "upper_nats": upper_head if features == "head" else None, "upper_nats_head": upper_head,
@@ -147,8 +167,6 @@ def probe_run(run_dir, *, features: str = "backbone", estimator: str = "infonce"
     }
     if not math.isfinite(result["lower_nats"]):
         result["warnings"].append("the lower bound's fit failed (nan): see the warnings above")
-    if write:
-        write_json_atomically(Path(run_dir) / PROBE_FILE, result)
     return result
 
 

@@ -52,7 +52,7 @@ from mi_toolkit.atomic import write_json_atomically
 from ..data import CorruptDataError, IntegrityError, MissingDataError
 from ..data.integrity import check_cifar_images, md5_matches, read_cifar_pickle
 from ..trainer.config import resolve_device
-from ..trainer.evaluate import evaluate_model, load_run
+from ..trainer.evaluate import LINEAR_LR, evaluate_model, load_run
 
 __all__ = ["TRANSFER_DATASETS", "TRANSFER_FILE", "load_transfer_splits", "required_files", "run_transfer"]
 
@@ -422,7 +422,7 @@ class _CountingEncoder(nn.Module):
 
 def run_transfer(run_dir, datasets: Sequence[str] | str = TRANSFER_DATASETS, data_root=None, *,
                  download: bool = False, verify: bool = True, device: str = "auto", linear_epochs: int = 100,
-                 linear_lr: float = 1e-3, linear_weight_decay: float = 0.0, batch_size: int = 256,
+                 linear_lr: float = LINEAR_LR, linear_weight_decay: float = 0.0, batch_size: int = 256,
                  num_workers: int = 0, progress: bool = True) -> dict:
     """Linear evaluation of RUN_DIR's frozen backbone on each of ``datasets``; writes RUN_DIR/transfer.json after
     each dataset (so finished ones survive a later failure) and returns its content."""

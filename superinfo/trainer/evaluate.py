@@ -27,11 +27,14 @@ from .config import TrainConfig, resolve_device, uses_channels_last
 from .models import build_model
 from .run import CHECKPOINT, load_checkpoint
 
-__all__ = ["PROTOCOLS", "evaluate_model", "evaluate_run", "extract_features", "knn_top1", "linear_top1",
+__all__ = ["LINEAR_LR", "PROTOCOLS", "evaluate_model", "evaluate_run", "extract_features", "knn_top1", "linear_top1",
            "load_run", "model_from_checkpoint", "write_eval"]
 
 PROTOCOLS = ("linear", "knn")
 EVAL_FILE = "eval.json"
+# Adam at 1e-3 for 100 epochs underfit: on digits' raw pixels it reached 90.5 % (train 94.5 %) where scikit-learn's
+# converged logistic regression reaches 95.5 %; at 1e-2 it reaches 95.0 % (tests/test_evaluate.py checks this)
+LINEAR_LR = 1e-2
 
 
 @torch.no_grad()
@@ -81,7 +84,7 @@ def knn_top1(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor,
 
 
 def linear_top1(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor, *,
-                epochs: int = 100, lr: float = 1e-3, weight_decay: float = 0.0, batch_size: int = 256,
+                epochs: int = 100, lr: float = LINEAR_LR, weight_decay: float = 0.0, batch_size: int = 256,
                 num_classes: int | None = None, seed: int = 0, device="cpu") -> dict:
     """Logistic regression on standardised frozen features (mean/std of the training set); Adam, cosine lr over
     ``epochs``.  Returns ``{"top1": test accuracy, "train_top1": ...}``."""
@@ -115,7 +118,7 @@ def linear_top1(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tens
 
 
 def evaluate_model(model: nn.Module, train_ds, test_ds, protocol: str, *, device="cpu", k: int = 200,
-                   temperature: float = 0.1, linear_epochs: int = 100, linear_lr: float = 1e-3,
+                   temperature: float = 0.1, linear_epochs: int = 100, linear_lr: float = LINEAR_LR,
                    linear_weight_decay: float = 0.0, batch_size: int = 256, num_workers: int = 0, seed: int = 0,
                    channels_last: bool = False) -> dict:
     """Run ``protocol`` (``linear`` or ``knn``) on frozen ``model.encode`` features; returns the eval.json dict."""
@@ -160,7 +163,8 @@ def model_from_checkpoint(state: dict):
     """``(TrainConfig, model)``: the run's model (on the CPU) with the checkpoint's weights."""
     cfg = TrainConfig.from_dict(state["config"])
     model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
+                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma,
+                        mean_on_sphere=cfg.mean_on_sphere)
     model.load_state_dict(state["model"])
     return cfg, model
 

@@ -130,7 +130,8 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     seed_everything(cfg.seed)       # the same weights on every rank
     device = resolve_device(cfg.device)
     model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma)
+                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma,
+                        mean_on_sphere=cfg.mean_on_sphere)
     if cfg.sync_bn:
         model = convert_batchnorm(model)
     model = model.to(device)

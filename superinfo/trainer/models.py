@@ -125,10 +125,12 @@ class SuperInfoModel(nn.Module):
 
 
 def build_model(arch: str = "resnet18", *, width: int | None = None, cifar_stem: bool = True, z_dim: int = 128,
-                head_hidden: int | None = None, head_layers: int = 1, sigma: float | str = 1.0) -> SuperInfoModel:
+                head_hidden: int | None = None, head_layers: int = 1, sigma: float | str = 1.0,
+                mean_on_sphere: bool = False) -> SuperInfoModel:
     """Backbone + ``GaussianPosteriorHead(feature_dim, z_dim, hidden=head_hidden or feature_dim, layers=head_layers,
     sigma=sigma)`` (the SimCLR projection MLP with a Gaussian output)."""
     backbone = build_backbone(arch, width=width, cifar_stem=cifar_stem)
     fd = backbone.feature_dim
-    head = GaussianPosteriorHead(fd, z_dim, hidden=head_hidden or fd, layers=head_layers, sigma=sigma)
+    head = GaussianPosteriorHead(fd, z_dim, hidden=head_hidden or fd, layers=head_layers, sigma=sigma,
+                                 mean_on_sphere=mean_on_sphere)
     return SuperInfoModel(backbone, head)
