@@ -101,7 +101,7 @@ class QuadraticCritic(nn.Module):
 
     def __init__(self, x_dim: int, y_dim: int, hidden: int = 0, layers: int = 0, embed_dim: int | None = None):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(x_dim, y_dim) / math.sqrt(x_dim * y_dim))
+        self.weight = nn.Parameter(torch.zeros(x_dim, y_dim))   # from 0: gradient descent walks the ridge path
         self.quad_x = nn.Parameter(torch.zeros(x_dim))
         self.quad_y = nn.Parameter(torch.zeros(y_dim))
         self.lin_x = nn.Parameter(torch.zeros(x_dim))

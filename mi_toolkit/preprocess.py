@@ -38,6 +38,19 @@ def standardize(t: torch.Tensor) -> torch.Tensor:
     return (t - t.mean(0)) / std
 
 
+def whiten(t: torch.Tensor, floor: float = 1e-6) -> torch.Tensor:
+    """Symmetric (ZCA) whitening of the columns of ``t`` [n, d]: centred, covariance I.  An invertible linear map of
+    one variable, so the MI is kept; directions with variance below ``floor`` times the largest are scaled as if they
+    had that floor (a rank-deficient embedding does not blow up).  ``estimate()`` whitens wide inputs so that the
+    quadratic critic's curvature in W is about the identity and SGD from W = 0 follows the ridge path."""
+    t = t.detach()
+    centred = (t - t.mean(0)).double()
+    cov = centred.T @ centred / max(t.shape[0] - 1, 1)
+    eigval, eigvec = torch.linalg.eigh(cov)
+    eigval = eigval.clamp_min(floor * max(float(eigval.max()), 1e-300))
+    return (centred @ (eigvec * eigval.rsqrt()) @ eigvec.T).to(t.dtype)
+
+
 def preprocess(t: torch.Tensor, method: str | None) -> torch.Tensor:
     """Apply ``method`` (one of ``PREPROCESSORS``) to the columns of ``t``."""
     if method is None:

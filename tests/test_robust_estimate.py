@@ -10,6 +10,7 @@ from sklearn.feature_selection import mutual_info_regression
 
 import mi_toolkit
 from mi_toolkit.classical import gaussian_mi, ksg_mi
+from mi_toolkit.errors import ArgumentError
 from mi_toolkit.fit import EstimationFailed, MIEstimateWarning, MIResult, check_bounds
 from mi_toolkit.preprocess import copula_bound, copula_normal_scores, preprocess
 from synthetic import Multinormal, StudentT, Transformed
@@ -225,6 +226,35 @@ def test_every_conditional_estimator_takes_the_mixture(name):
     assert math.isfinite(result.mi) or result.failed
     with pytest.raises(ValueError, match="conditional must be one of"):
         mi_toolkit.estimator(name, 2, 2, conditional="flow")
+
+
+def test_whitening_gives_identity_covariance_and_survives_rank_deficiency():
+    from mi_toolkit.preprocess import whiten
+    g = torch.Generator().manual_seed(0)
+    t = torch.randn(2000, 6, generator=g) @ torch.randn(6, 6, generator=g) + 3.0
+    w = whiten(t)
+    assert torch.allclose(w.mean(0), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(torch.cov(w.T), torch.eye(6), atol=1e-3)
+    collinear = torch.cat([t, t[:, :1] * 2.0], dim=1)     # rank 6 of 7 columns: finite, no blow-up
+    assert torch.isfinite(whiten(collinear)).all() and whiten(collinear).abs().max() < 1e4
+
+
+def test_wide_inputs_walk_the_ridge_path_with_sgd_from_zero():
+    """Wide inputs (min dim > 32): whitened, quadratic critic from W = 0, SGD + early stopping.  On a 48+48 Gaussian
+    with 3,000 rows (2,300 for training: d^2/n ~ 1) Adam fits noise first; the ridge path gives a positive bound,
+    and the same figure when y is mixed by a dense matrix (the default does not use the diagonal structure)."""
+    from synthetic import CorrelatedGaussian
+    x, y = sample(CorrelatedGaussian(48, 1.5), 3000)
+    fast = {"steps": 300, "eval_batches": 20, "warn": False}
+    ridge = mi_toolkit.estimate(x, y, "infonce", lr=6e-4, **fast)   # the wide default's path, twice as fast
+    assert not ridge.failed and 0.2 < ridge.mi < 1.5
+    assert float(ridge.estimator_module.critic.weight.abs().max()) < 1.0
+    adam = mi_toolkit.estimate(x, y, "infonce", optimizer="adam", lr=1e-3, whiten=False, **fast)
+    assert adam.failed or adam.mi < ridge.mi
+    mixed = y @ (torch.randn(48, 48, generator=torch.Generator().manual_seed(1)) / 48 ** 0.5)
+    assert mi_toolkit.estimate(x, mixed, "infonce", lr=6e-4, **fast).mi == pytest.approx(ridge.mi, abs=0.15)
+    with pytest.raises(ArgumentError, match="optimizer must be"):
+        mi_toolkit.estimate(x, y, "infonce", optimizer="lbfgs")
 
 
 def test_representation_sized_inputs_default_to_the_quadratic_critic():
