@@ -295,6 +295,9 @@ def _add_sweep_parser(sub) -> None:
     g.add_argument("--no-verify", dest="verify", action="store_false", default=None)
     g.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                    help="no progress bars (grid points and epochs)")
+    p.add_argument("--bracket", action="store_true",
+                   help="also measure each run's superfluous-information bracket (superinfo probe: RUN/probe.json; "
+                        "columns superfluous_lower_nats, superfluous_upper_nats_head; sweep_bracket.png)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.set_defaults(func=_cmd_sweep_grid)
 
@@ -310,7 +313,7 @@ def _cmd_sweep_grid(args) -> int:
                      lambdas_b=None if args.lambdas_b is None else tuple(args.lambdas_b),
                      epochs=None if args.epoch_grid is None else tuple(args.epoch_grid), seeds=tuple(args.seeds),
                      protocols=tuple(args.protocols), overrides={k: v for k, v in overrides.items() if v is not None})
-    table = run_sweep(spec, args.out, extend=args.extend, progress=args.progress)
+    table = run_sweep(spec, args.out, extend=args.extend, progress=args.progress, bracket=args.bracket)
     print(format_table(table))
     print(f"wrote {Path(args.out) / 'sweep.csv'}, sweep.json and sweep.png ({table['wall_seconds']:.0f} s)")
     return 0
@@ -331,6 +334,9 @@ def _add_eval_parser(sub) -> None:
     p.add_argument("--lr", type=float, default=1e-2,    # = trainer.evaluate.LINEAR_LR (tested)
                    help="linear classifier learning rate (Adam, cosine)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="linear classifier weight decay")
+    p.add_argument("--bracket", action="store_true",
+                   help="also measure the superfluous-information bracket (superinfo probe) and add it to eval.json "
+                        "(a probe.json of the same checkpoint is added without this flag)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.set_defaults(func=_cmd_eval)
 
@@ -411,6 +417,7 @@ def _train_or_resume(args, quiet: bool) -> int:
 
 
 def _cmd_eval(args) -> int:
+    from .tools.probe import read_bracket
     from .trainer.evaluate import evaluate_run
 
     _set_threads(args.threads)
@@ -424,8 +431,30 @@ def _cmd_eval(args) -> int:
                      **kw)
     print(f"{r['protocol']} top-1: {100 * r['top1']:.2f}%  ({r['n_train']} train / {r['n_test']} test images; "
           f"checkpoint epoch {r['checkpoint_epoch']})")
+    if args.bracket or read_bracket(args.run, r["checkpoint_epoch"]) is not None:
+        r = _eval_with_bracket(args, r)
     print(f"wrote {args.run}/eval.json")
     return 0
+
+
+def _eval_with_bracket(args, r: dict) -> dict:
+    """eval.json gains the run's superfluous bracket (measured now with --bracket, else read from probe.json)."""
+    from .tools.probe import BRACKET_SETTINGS, probe_run, read_bracket
+    from .trainer.evaluate import write_eval
+
+    bracket = read_bracket(args.run, r["checkpoint_epoch"])
+    if bracket is None or args.bracket:
+        probe = probe_run(args.run, device=args.device, data_root=args.data_root, **BRACKET_SETTINGS)
+        bracket = read_bracket(args.run, r["checkpoint_epoch"]) or {}
+        seed_note = f" ({probe['estimator']}, held out)"
+    else:
+        seed_note = " (from probe.json)"
+    r = dict(r, **bracket)
+    write_eval(args.run, r)
+    print(f"superfluous information of the backbone: lower bound {bracket['superfluous_lower_nats']:.3f} ± "
+          f"{bracket['superfluous_lower_stderr']:.3f} nats{seed_note}; the head's kl upper bound "
+          f"{bracket['superfluous_upper_nats_head']:.2f} nats")
+    return r
 
 
 def _add_export_parser(sub) -> None:

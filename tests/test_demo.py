@@ -21,7 +21,7 @@ def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
         assert saved["summary"][run["method"]]["linear_top1"] == run["linear_top1"]      # one seed: the mean is it
         assert run["superfluous_lower_stderr"] >= 0 and run["superfluous_upper_nats_head"] > 0
         run_dir = tmp_path / f"{run['method']}-seed{run['seed']}"
-        assert (run_dir / "bracket.json").exists()
+        assert (run_dir / "probe.json").exists()
         if run["method"] != "untrained":
             config = json.loads((run_dir / "config.json").read_text())
             assert config["lambda_a"] == run["lambda"] and config["dataset"] == "digits"

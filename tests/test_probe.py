@@ -73,6 +73,12 @@ def test_probe_writes_the_bracket(tmp_path, capsys):
     assert set(saved["per_parameter"]) == set(PARAMETERS)
     assert "r2" in saved["per_parameter"]["crop_height"] and "accuracy" in saved["per_parameter"]["jitter"]
     assert "lower bound" in capsys.readouterr().out
+    # superinfo eval carries the bracket of the same checkpoint into eval.json
+    assert main(["eval", "--run", str(run), "--protocol", "knn", "--k", "5", "--threads", "1"]) == 0
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert evaluated["superfluous_lower_nats"] == saved["lower_nats"]
+    assert evaluated["superfluous_upper_nats_head"] == saved["upper_nats_head"]
+    assert "kl upper bound" in capsys.readouterr().out
     head = json.loads(json.dumps(__import__("superinfo.tools.probe", fromlist=["x"]).probe_run(
         run, features="head", images=200, steps=50, write=False)))
     assert head["upper_nats"] == head["upper_nats_head"]

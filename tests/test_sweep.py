@@ -211,3 +211,25 @@ def test_automatic_lambda_is_a_grid_point(tmp_path):
     plot_final_terms(table, path=tmp_path / "f.png")
     with pytest.raises(ValueError, match="leave lambdas_b"):
         tiny_spec(lambdas_a=("auto",), lambdas_b=(0.1,)).points()
+
+
+def test_sweep_bracket_columns_come_from_each_runs_probe(tmp_path):
+    table = run_sweep(tiny_spec(seeds=(0,)), tmp_path, progress=False, bracket=True,
+                      bracket_options=dict(images=64, steps=30, batch_size=32, heldout_fraction=0.5))
+    for record in table["runs"]:
+        probe = json.loads((tmp_path / "runs" / record["run_dir"].split("/")[-1] / "probe.json").read_text())
+        assert probe["features"] == "backbone" and probe["checkpoint_epoch"] == record["epochs"]
+        assert record["superfluous_lower_nats"] == probe["lower_nats"]
+        assert record["superfluous_upper_nats_head"] == probe["upper_nats_head"] > 0
+    assert all(r["superfluous_lower_nats_n"] == 1 for r in table["summary"])
+    assert "superfluous lower (h)" in format_table(table)
+    assert (tmp_path / "sweep_bracket.png").stat().st_size > 0
+    with open(tmp_path / "sweep.csv", newline="") as f:
+        assert "superfluous_lower_nats" in next(csv.reader(f))
+    assert collect(tmp_path)["runs"] == [{k: v for k, v in r.items()} for r in table["runs"]]
+
+
+def test_sweep_without_bracket_leaves_the_columns_empty(finished_sweep):
+    _, table = finished_sweep
+    assert all(r["superfluous_lower_nats"] is None for r in table["runs"])
+    assert "superfluous lower" not in format_table(table)

@@ -19,7 +19,7 @@ import numpy as np
 from mi_toolkit.errors import ArgumentError
 
 __all__ = ["CURVE_PANELS", "FINAL_TERMS", "read_log", "read_run", "run_label", "plot_training_curves", "plot_ablation",
-           "plot_final_terms"]
+           "plot_final_terms", "plot_bracket", "BRACKET_TERMS"]
 
 # (title, log columns drawn in it): loss terms, the MI estimate, the online probe and the schedule
 CURVE_PANELS = (
@@ -257,3 +257,13 @@ def plot_final_terms(table: dict, *, x: str = "lambda_a", terms=FINAL_TERMS, pat
     if path is not None:
         fig.savefig(path, dpi=90)
     return fig
+
+
+BRACKET_TERMS = (("superfluous_lower_nats", "superfluous lower bound: I(h; own view's augmentation) [nats]"),
+                 ("superfluous_upper_nats_head", "kl upper bound on I(v1;z1|v2), held-out pairs [nats]"))
+
+
+def plot_bracket(table: dict, *, x: str = "lambda_a", path=None):
+    """The superfluous-information bracket (``superinfo probe``: lower bound on the backbone features, the head's
+    ``kl`` upper bound) against ``x`` from a sweep table measured with ``--bracket``.  Returns the figure."""
+    return plot_final_terms(table, x=x, terms=BRACKET_TERMS, path=path)

@@ -30,6 +30,7 @@ from ..trainer.config import preset_config
 from ..trainer.evaluate import PROTOCOLS, evaluate_model, knn_top1, load_run
 from ..trainer.loop import seed_everything
 from ..trainer.models import build_model
+from .probe import BRACKET_COLUMNS, BRACKET_SETTINGS
 from .sweep import mean_std, run_point, run_record
 
 __all__ = ["DEFAULT_LAMBDA", "METHODS", "format_summary", "plot_demo", "raw_pixel_reference", "run_demo"]
@@ -37,9 +38,6 @@ __all__ = ["DEFAULT_LAMBDA", "METHODS", "format_summary", "plot_demo", "raw_pixe
 METHODS = ("untrained", "simclr", "superinfo")
 TRAINED = ("simclr", "superinfo")
 DEFAULT_LAMBDA = AUTO           # no hand-tuned lambda: the multiplier that keeps 95% of the contrastive estimate
-BRACKET_FILE = "bracket.json"
-# the bracket's lower bound: InfoNCE on 2 views of up to 1000 images per split (held out), a short fit
-BRACKET_SETTINGS = dict(features="backbone", estimator="infonce", images=1000, views=2)
 
 
 def raw_pixel_reference(cfg) -> dict:
@@ -86,18 +84,20 @@ def _untrained_record(cfg, folder: Path) -> dict:
     return record
 
 
-def _bracket(cfg, folder: Path, model=None, options: dict | None = None) -> dict:
-    """The superfluous bracket of the run in ``folder`` (or of ``model``), cached in folder/bracket.json."""
-    from .probe import probe_model
+def _bracket(cfg, folder: Path, untrained_model=None, options: dict | None = None) -> dict:
+    """The superfluous bracket's columns for the run in ``folder`` (its probe.json, measured once) or for the
+    untrained model (written to folder/probe.json the same way)."""
+    from .probe import PROBE_FILE, bracket_columns, probe_model, probe_run
 
-    path = folder / BRACKET_FILE
-    if path.exists():
-        return json.loads(path.read_text())
-    if model is None:
-        cfg, model, _ = load_run(folder)
-    result = probe_model(model, cfg, seed=cfg.seed, **{**BRACKET_SETTINGS, **(options or {})})
-    write_json_atomically(path, result)
-    return result
+    path = folder / PROBE_FILE
+    if not path.exists():
+        settings = {**BRACKET_SETTINGS, **(options or {})}
+        if untrained_model is None:
+            probe_run(folder, seed=cfg.seed, device=cfg.device, **settings)
+        else:
+            write_json_atomically(path, dict(probe_model(untrained_model, cfg, seed=cfg.seed, **settings),
+                                             run_dir=str(folder), checkpoint_epoch=0))
+    return bracket_columns(json.loads(path.read_text()))
 
 
 def run_demo(out, *, seeds=(0, 1, 2), lambda_superinfo: float | str = DEFAULT_LAMBDA, epochs: int | None = None,
@@ -130,17 +130,14 @@ def run_demo(out, *, seeds=(0, 1, 2), lambda_superinfo: float | str = DEFAULT_LA
                "lambda_final": record.get("lambda_final"), "mi_lower": record.get("mi_lower"),
                "seconds": record["seconds"], "run_dir": cfg.out}
         if bracket:
-            b = _bracket(cfg, folder, model, bracket_options)
-            row.update(superfluous_lower_nats=b["lower_nats"], superfluous_lower_stderr=b["lower_stderr"],
-                       superfluous_upper_nats_head=b["upper_nats_head"])
+            row.update(_bracket(cfg, folder, model, bracket_options))
         runs.append(row)
     reference = raw_pixel_reference(configs[0][1])
     summary = {}
     for method in METHODS:
         mine = [r for r in runs if r["method"] == method]
         summary[method] = {"lambda": lambdas[method], "seeds": len(mine)}
-        keys = ["linear_top1", "knn_top1"] + (["superfluous_lower_nats", "superfluous_upper_nats_head"] if bracket
-                                              else [])
+        keys = ["linear_top1", "knn_top1"] + (list(BRACKET_COLUMNS) if bracket else [])
         for key in keys:
             summary[method][key], summary[method][key + "_std"] = mean_std(r[key] for r in mine)
         if method in TRAINED:       # the gain over the same init, seed by seed

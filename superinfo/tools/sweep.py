@@ -36,6 +36,7 @@ from ..trainer.config import RESUME_OVERRIDABLE, TrainConfig, preset_config
 from ..trainer.evaluate import PROTOCOLS, evaluate_run
 from ..trainer.loop import NonFiniteLossError, resume, train
 from ..trainer.run import checkpoint_epoch
+from .probe import BRACKET_COLUMNS, BRACKET_SETTINGS, probe_run, read_bracket
 
 __all__ = ["GRID_KEYS", "INVOCATION_FIELDS", "LOSS_COLUMNS", "TABLE_COLUMNS", "GridPoint", "SweepSpec", "collect",
            "format_table", "mean_std", "run_point", "run_record", "run_sweep", "summarize", "write_table"]
@@ -46,8 +47,8 @@ GRID_KEYS = ("lambda_a", "lambda_b", "epochs", "seed")
 # the statistics BatchNorm sees)
 INVOCATION_FIELDS = ("out",) + tuple(f for f in RESUME_OVERRIDABLE if f not in ("epochs", "final_eval", "sync_bn"))
 LOSS_COLUMNS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "probe_acc")
-TABLE_COLUMNS = GRID_KEYS + ("linear_top1", "knn_top1") + LOSS_COLUMNS + ("lambda_final", "epochs_done", "seconds",
-                                                                        "run_dir")
+TABLE_COLUMNS = GRID_KEYS + ("linear_top1", "knn_top1") + LOSS_COLUMNS + BRACKET_COLUMNS + (
+    "lambda_final", "epochs_done", "seconds", "run_dir")
 SPEC_FILE = "sweep_spec.json"
 TIMING_FILE = "timing.json"
 
@@ -275,6 +276,7 @@ def run_record(run_dir) -> dict:
     last = run["last_log"]
     for key in LOSS_COLUMNS:
         record[key] = last.get(key)
+    record.update(read_bracket(run_dir, int(cfg["epochs"])) or dict.fromkeys(BRACKET_COLUMNS))
     record["lambda_final"] = last.get("lambda_a")       # the weight the last logged steps trained with
     record["epochs_done"] = int(last["epoch"]) if last.get("epoch") is not None else 0
     timing = _read_json(Path(run_dir) / TIMING_FILE)
@@ -292,7 +294,7 @@ def summarize(records: list[dict]) -> list[dict]:
     ordered = sorted(groups.items(), key=lambda kv: (lambda_key(kv[0][0]), lambda_key(kv[0][1]), kv[0][2]))
     for (lambda_a, lambda_b, epochs), rows in ordered:
         row = {"lambda_a": lambda_a, "lambda_b": lambda_b, "epochs": epochs, "seeds": sorted(r["seed"] for r in rows)}
-        for key in ("linear_top1", "knn_top1", "lambda_final") + LOSS_COLUMNS:
+        for key in ("linear_top1", "knn_top1", "lambda_final") + LOSS_COLUMNS + BRACKET_COLUMNS:
             row[key], row[key + "_std"] = mean_std(r.get(key) for r in rows)
             row[key + "_n"] = sum(r.get(key) is not None for r in rows)
         summary.append(row)
@@ -338,11 +340,14 @@ def format_table(table: dict, markdown: bool = False) -> str:
     def num(value):
         return "n/a" if value is None else f"{value:.3f}".replace("-0.000", "0.000")
 
+    bracket = any(r.get("superfluous_lower_nats") is not None for r in table["summary"])
     head = ["lambda_a", "lambda_b", "epochs", "seeds", "linear top-1 %", "kNN top-1 %", "I(z1;z2) lower",
-            "superfluous_a", "final lambda_a"]
+            "superfluous_a", "final lambda_a"] + (["superfluous lower (h)", "kl upper (z, held out)"] if bracket else [])
     rows = [[format_lambda(r["lambda_a"]), format_lambda(r["lambda_b"]), str(r["epochs"]), str(len(r["seeds"])),
              pct(r, "linear_top1"), pct(r, "knn_top1"), num(r["mi_lower"]), num(r["superfluous_a"]),
              "n/a" if r.get("lambda_final") is None else f"{r['lambda_final']:.3g}"]
+            + ([num(r["superfluous_lower_nats"]) + " ± " + num(r["superfluous_lower_nats_std"]),
+                num(r["superfluous_upper_nats_head"])] if bracket else [])
             for r in table["summary"]]
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -378,10 +383,13 @@ def _reconcile_spec(out: Path, spec: SweepSpec, points: list[GridPoint], extend:
     return [GridPoint(**p) for p in record["points"]]
 
 
-def run_sweep(spec: SweepSpec, out, *, extend: bool = False, progress: bool = True, plot: bool = True) -> dict:
+def run_sweep(spec: SweepSpec, out, *, extend: bool = False, progress: bool = True, plot: bool = True,
+              bracket: bool = False, bracket_options: dict | None = None) -> dict:
     """Train and evaluate every grid point of ``spec`` under ``out/runs/`` (skipping finished runs, resuming
     interrupted ones), then write ``sweep.csv``, ``sweep.json`` and ``sweep.png``; returns the table (with the
-    preset, protocols, settings, what happened to each point this call and this call's wall seconds)."""
+    preset, protocols, settings, what happened to each point this call and this call's wall seconds).
+    ``bracket``: also measure each finished run's superfluous bracket (``superinfo probe``: RUN/probe.json; the
+    table's ``superfluous_*`` columns, and ``sweep_bracket.png``); ``bracket_options`` go to ``probe_run``."""
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -401,6 +409,9 @@ def run_sweep(spec: SweepSpec, out, *, extend: bool = False, progress: bool = Tr
             actions[point.name] = run_point(cfg, protocols)
         except NonFiniteLossError as err:     # one diverged point must not cost the rest of the grid
             actions[point.name] = f"failed: {err}"
+            continue
+        if bracket and actions[point.name] != "stopped" and read_bracket(cfg.out, cfg.epochs) is None:
+            probe_run(cfg.out, seed=cfg.seed, device=cfg.device, **{**BRACKET_SETTINGS, **(bracket_options or {})})
     bar.close()
     table = collect([out / "runs" / p.name for p in points])
     table = {"preset": spec.preset, "protocols": protocols, "settings": spec.settings(), **table,
@@ -412,4 +423,7 @@ def run_sweep(spec: SweepSpec, out, *, extend: bool = False, progress: bool = Tr
         from .analysis import plot_ablation
 
         plt.close(plot_ablation(table, path=out / "sweep.png", protocols=protocols))
+        if any(r["superfluous_lower_nats"] is not None for r in table["runs"]):
+            from .analysis import plot_bracket
+            plt.close(plot_bracket(table, path=out / "sweep_bracket.png"))
     return table
