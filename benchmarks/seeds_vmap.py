@@ -5,6 +5,11 @@
 Fixed step count (early stopping off, so both sides train the same number of steps), the suite's 5v5-dense task
 (10,000 rows), estimate()'s default model (hidden 128, batch 128).  Runs alternate (1 seed, S seeds, 1 seed, ...)
 so a change in machine load hits both; the median of ``--repeats`` is reported.  Also times S separate runs.
+
+``--profile``: instead, where one step's time goes, for 1 and S seeds (torch.profiler, 100 steps each, self CPU
+time per step): matrix products (bmm/mm/baddbmm/addmm), the optimizer (Adam's Python step + its fused kernel +
+zero_grad), every other ATen op (the elementwise work on the score matrices and activations, indexing, copies), and
+the rest of the wall time (Python, vmap's dispatch, autograd's engine).
 """
 from __future__ import annotations
 
@@ -28,12 +33,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--task", default="5v5-dense")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     warnings.simplefilter("ignore", mi_toolkit.MIEstimateWarning)
     _, task = standard_suite()[args.task]
     x, y = task.sample(10000, torch.Generator().manual_seed(0))
     common = dict(steps=args.steps, early_stopping=False, eval_batches=10)
+    if args.profile:
+        return profile(x, y, args, common)
     table = {}
     for name in args.estimators.split(","):
         mi_toolkit.estimate(x, y, name, **{**common, "steps": 20})     # warm-up (first-call costs)
@@ -59,6 +67,39 @@ def main():
               "torch": torch.__version__, "estimators": table}
     if args.out:
         write_json_atomically(args.out, result)
+
+
+MATMUL = ("aten::bmm", "aten::mm", "aten::baddbmm", "aten::addmm", "aten::matmul")
+
+
+def profile(x, y, args, common):
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    steps = 100
+    out = {}
+    for name in args.estimators.split(","):
+        for seeds in (1, args.seeds):
+            kwargs = {**common, "steps": steps, "eval_batches": 1, "seeds": seeds if seeds > 1 else None}
+            mi_toolkit.estimate(x, y, name, **{**kwargs, "steps": 20})
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                start = time.perf_counter()
+                mi_toolkit.estimate(x, y, name, **kwargs)
+                wall = time.perf_counter() - start
+            split = {"matmul": 0.0, "optimizer": 0.0, "other_ops": 0.0}
+            for event in prof.key_averages():
+                key = ("matmul" if event.key in MATMUL else
+                       "optimizer" if "Optimizer" in event.key or "adam" in event.key else
+                       "other_ops" if event.key.startswith("aten::") else None)
+                if key:
+                    split[key] += event.self_cpu_time_total / 1e3 / steps
+            split["rest"] = wall * 1e3 / steps - sum(split.values())
+            out[f"{name}_{seeds}"] = {k: round(v, 3) for k, v in split.items()}
+            print(f"{name:<8} {seeds} seed(s), ms per step under the profiler: "
+                  + "  ".join(f"{k} {v:.2f}" for k, v in split.items()) + f"  (wall {wall * 1e3 / steps:.2f})",
+                  flush=True)
+    if args.out:
+        write_json_atomically(args.out, {"task": args.task, "rows": 10000, "steps": steps, "threads": 1,
+                                         "torch": torch.__version__, "ms_per_step": out})
 
 
 if __name__ == "__main__":
