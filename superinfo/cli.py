@@ -176,6 +176,9 @@ _TRAIN_OVERRIDES = [
     ("--z-dim", "z_dim", int, "projection dimension (128)"), ("--head-hidden", "head_hidden", int, None),
     ("--head-layers", "head_layers", int, None),
     ("--sigma", "sigma", _sigma, "head noise: a number, 'learned' or 'amortized'"),
+    ("--mean-on-sphere", "mean_on_sphere", _bool, "the head's mean on the unit sphere, so the kl term is bounded by "
+                                                  "2 / sigma^2 (--mean-on-sphere, or true/false; on in the digits "
+                                                  "preset)"),
     ("--probe-lr", "probe_lr", float, "online linear probe learning rate"),
     ("--final-eval", "final_eval", str, "evaluation at the end of training: knn, linear or none"),
     ("--knn-k", "knn_k", int, None), ("--knn-temperature", "knn_temperature", float, None),
@@ -193,7 +196,7 @@ _TRAIN_OVERRIDES = [
     ("--synthetic-size", "synthetic_size", int, "images of --dataset synthetic (random uint8 images; default 50000)"),
 ]
 
-_BARE_TRUE = {"compile"}      # true/false overrides that also stand alone as a switch
+_BARE_TRUE = {"compile", "mean_on_sphere"}      # true/false overrides that also stand alone as a switch
 
 
 def _add_train_parser(sub) -> None:
@@ -490,8 +493,8 @@ def _add_probe_parser(sub) -> None:
     p.add_argument("--estimator", default="infonce",
                    help="mi_toolkit estimator of I(features; augmentation parameters) (default: infonce, a lower "
                         "bound)")
-    p.add_argument("--images", type=int, default=1000, help="images per split (default: 1000)")
-    p.add_argument("--views", type=int, default=2, help="recorded views per image (default: 2)")
+    p.add_argument("--images", type=int, default=2000, help="images per split (default: 2000)")
+    p.add_argument("--views", type=int, default=4, help="recorded views per image (default: 4)")
     p.add_argument("--steps", type=int, default=None, help="estimator training steps (default: estimate()'s)")
     p.add_argument("--data-root", default=None, help="the data (default: the run's)")
     p.add_argument("--device", default="auto")

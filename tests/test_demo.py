@@ -37,6 +37,9 @@ def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
     again = run_demo(tmp_path, seeds=(0,), lambda_superinfo="auto", epochs=2, image_size=8, width=4,
                      max_steps_per_epoch=3, batch_size=32, bracket_options=dict(images=64, steps=40, batch_size=32, heldout_fraction=0.5))
     assert again["runs"] == result["runs"]        # a rerun reads every finished piece back
+    from superinfo.trainer.evaluate import load_run
+    cfg, model, _ = load_run(tmp_path / "superinfo-seed0")   # the preset's head is rebuilt as trained
+    assert cfg.mean_on_sphere and model.head.mean_on_sphere and model.head.fixed_sigma == cfg.sigma == 0.05
 
 
 def test_untrained_row_is_the_init_the_methods_start_from(tmp_path):

@@ -302,3 +302,21 @@ def test_ntxent_through_the_fused_kernel_equals_the_matrix_path(backend):
     assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(g_fused, g_plain))
     with pytest.raises(ValueError, match="backend must be one of"):
         ntxent_loss(z1, z2, 0.2, backend="gpu")
+
+
+def test_mean_on_sphere_bounds_the_kl_term():
+    from superinfo.objective import kl_conditional_bound
+    torch.manual_seed(0)
+    free = GaussianPosteriorHead(16, 8, sigma=0.05)
+    sphere = GaussianPosteriorHead(16, 8, sigma=0.05, mean_on_sphere=True)
+    sphere.load_state_dict(free.state_dict())           # the same network, only the mean's placement differs
+    v1, v2 = 100 * torch.randn(256, 16), 100 * torch.randn(256, 16)   # far-apart, large inputs
+    p1, p2 = sphere(v1), sphere(v2)
+    assert torch.allclose(p1.mean.norm(dim=1), torch.ones(256), atol=1e-5)
+    kl = float(kl_conditional_bound(p1.mean, p1.logvar, p2.mean, p2.logvar))
+    assert 0 < kl <= 2 / 0.05 ** 2 * 1.001              # |m1 - m2|^2 / (2 sigma^2) with |m1 - m2| <= 2
+    f1, f2 = free(v1), free(v2)
+    assert float(kl_conditional_bound(f1.mean, f1.logvar, f2.mean, f2.logvar)) > 10 * kl
+    assert "mean_on_sphere=True" in repr(sphere)
+    amortized = GaussianPosteriorHead(16, 8, sigma="amortized", mean_on_sphere=True)(v1)
+    assert torch.allclose(amortized.mean.norm(dim=1), torch.ones(256), atol=1e-5)

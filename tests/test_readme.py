@@ -40,7 +40,7 @@ TINY = [
     # the world: 20 steps, fewer lambdas and seeds
     ("--lambdas 0,0.01,0.03,0.1,0.3,1 --bounds kl,club --seeds 0,1,2", "--lambdas 0,1 --bounds kl,club --seeds 0"),
     # the image commands
-    ("--lambda-a 0,0.001,0.01,0.03 --seeds 0,1,2", "--lambda-a 0 --seeds 0"),
+    ("--lambda-a 0,0.01,0.03,0.1,auto --seeds 0,1,2", "--lambda-a 0 --seeds 0"),
     ("--datasets dtd,mnist,fashionmnist,flowers102,gtsrb,cifar10,cifar100", "--datasets dtd,mnist,gtsrb"),
     # torchrun: 2 CPU processes on digits instead of 8 GPUs on ImageNet; one node, on this machine
     ("--nproc_per_node=8", "--nproc_per_node=2"),
@@ -59,6 +59,7 @@ APPEND = {
     "superinfo train --dataset imagefolder": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 "
                                             "--image-size 16 --batch-size 8 --num-workers 0 --final-eval none",
     "superinfo eval": "--threads 1",
+    "superinfo probe": "--images 100 --steps 50 --threads 1",
     "superinfo sweep": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-progress",
     "superinfo transfer": "--no-verify --epochs 1 --no-progress --threads 1",
     "torchrun": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-sync-bn "

@@ -275,3 +275,36 @@ def test_representation_sized_inputs_default_to_the_quadratic_critic():
     log_ratio = (-0.5 * math.log(1 - rho ** 2) - (a ** 2 - 2 * rho * a * b.T + b.T ** 2) / (2 * (1 - rho ** 2))
                  + 0.5 * (a ** 2 + b.T ** 2))
     assert torch.allclose(critic(a, b) - 0.5 * math.log(1 - rho ** 2), log_ratio, atol=1e-5)
+
+
+def test_the_estimate_cli_leaves_batch_and_lr_to_estimate(tmp_path, monkeypatch, capsys):
+    """``mi-toolkit estimate`` without --batch-size / --lr passes None, so estimate() picks its (wide-input)
+    defaults; given flags pass through; the too-few-rows check uses the batch estimate() would pick."""
+    import mi_toolkit.fit
+    from mi_toolkit.fit import REPRESENTATION_DEFAULTS, training_defaults
+    from synthetic.cli import main
+
+    seen = []
+
+    def fake_estimate(x, y, name, **kwargs):
+        seen.append(kwargs)
+        return "fake result"
+
+    monkeypatch.setattr(mi_toolkit.fit, "estimate", fake_estimate)
+    rng = np.random.default_rng(0)
+    for name, dim in (("x", 40), ("y", 40)):
+        np.save(tmp_path / f"{name}.npy", rng.normal(size=(3000, dim)).astype(np.float32))
+    args = ["estimate", "--x", str(tmp_path / "x.npy"), "--y", str(tmp_path / "y.npy"), "--no-progress"]
+    assert main(args) == 0
+    assert seen[-1]["batch_size"] is None and seen[-1]["lr"] is None
+    assert main(args + ["--batch-size", "64", "--lr", "1e-3"]) == 0
+    assert seen[-1]["batch_size"] == 64 and seen[-1]["lr"] == 1e-3
+    wide = training_defaults("smile", 40, 40)
+    assert wide["batch_size"] == REPRESENTATION_DEFAULTS["batch_size"] and wide["optimizer"] == "sgd"
+    assert training_defaults("smile", 40, 40, critic="separable")["optimizer"] == "adam"
+    assert training_defaults("doe", 40, 40)["batch_size"] == 128     # conditional bounds keep the defaults
+    # 600 rows: 480 for training, fewer than the wide default batch of 512 -> refused before any training
+    np.save(tmp_path / "short.npy", rng.normal(size=(600, 40)).astype(np.float32))
+    short = ["estimate", "--x", str(tmp_path / "short.npy"), "--y", str(tmp_path / "short.npy")]
+    assert main(short) == 2
+    assert "default batch size 512 (--batch-size)" in capsys.readouterr().err

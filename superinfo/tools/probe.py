@@ -140,8 +140,8 @@ def parameter_decodability(train_x, train_params, test_x, test_params) -> dict:
     return out
 
 
-def probe_run(run_dir, *, features: str = "backbone", estimator: str = "infonce", images: int = 1000,
-              views: int = 2, seed: int = 0, device: str = "auto", feature_batch_size: int = 256, data_root=None,
+def probe_run(run_dir, *, features: str = "backbone", estimator: str = "infonce", images: int = 2000,
+              views: int = 4, seed: int = 0, device: str = "auto", feature_batch_size: int = 256, data_root=None,
               write: bool = True, **estimate_kwargs) -> dict:
     """The superfluous-information bracket of a run (module docstring); writes RUN_DIR/probe.json."""
     check_choice(features, FEATURES, "features")
@@ -157,8 +157,8 @@ def probe_run(run_dir, *, features: str = "backbone", estimator: str = "infonce"
     return result
 
 
-def probe_model(model, cfg, *, features: str = "backbone", estimator: str = "infonce", images: int = 1000,
-                views: int = 2, seed: int = 0, device="cpu", feature_batch_size: int = 256, data_root=None,
+def probe_model(model, cfg, *, features: str = "backbone", estimator: str = "infonce", images: int = 2000,
+                views: int = 4, seed: int = 0, device="cpu", feature_batch_size: int = 256, data_root=None,
                 **estimate_kwargs) -> dict:
     """The bracket of any ``SuperInfoModel`` (a trained run's, or an untrained one) on ``cfg``'s data set, with the
     augmentation of ``cfg``'s data preset: probe.json's fields, without the run's."""
