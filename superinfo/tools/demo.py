@@ -187,21 +187,20 @@ def format_summary(result: dict) -> str:
 
 def plot_demo(result: dict, path) -> Path:
     """Linear and kNN top-1 per method (bars: mean, dots: seeds; dashed: raw pixels) and the superfluous bracket."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure        # no pyplot: the caller's backend (a notebook's) is left alone
 
     runs = result["runs"]
     bracket = "superfluous_lower_nats" in runs[0]
-    fig, axes = plt.subplots(1, 3 if bracket else 2, figsize=(12 if bracket else 8, 3.6))
-    for ax, key, ref_key in zip(axes, ("linear_top1", "knn_top1"), ("linear_top1", "knn_top1")):
+    fig = Figure(figsize=(12 if bracket else 8, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3 if bracket else 2)
+    for ax, key in zip(axes, ("linear_top1", "knn_top1")):
         for i, method in enumerate(METHODS):
             values = [100 * r[key] for r in runs if r["method"] == method]
             ax.bar(i, np.mean(values), color=f"C{i}", alpha=0.6)
             ax.plot([i] * len(values), values, "k.", ms=6)
-        ax.axhline(100 * result["reference"]["raw_pixels"][ref_key], ls="--", c="gray", label="raw pixels")
+        ax.axhline(100 * result["reference"]["raw_pixels"][key], ls="--", c="gray", label="raw pixels")
         ax.set_xticks(range(len(METHODS)), METHODS)
-        ax.set_ylabel(f"{key.split('_')[0]} top-1 (%)")
+        ax.set_ylabel(f"{'kNN' if key == 'knn_top1' else 'linear'} top-1 (%)")
         ax.set_ylim(max(0, min(100 * r[key] for r in runs) - 10), 100)
         ax.legend(loc="lower right", fontsize=8)
     if bracket:
@@ -216,9 +215,7 @@ def plot_demo(result: dict, path) -> Path:
         ax.set_xticks(range(len(METHODS)), METHODS)
         ax.set_ylabel("superfluous information (nats)")
         ax.set_title("v: lower bound on h,  ^: kl upper bound on z", fontsize=9)
-    fig.suptitle("superinfo demo: digits, frozen backbone features, " + f"{len({r['seed'] for r in runs})} seeds")
-    fig.tight_layout()
+    fig.suptitle(f"superinfo demo: digits, frozen backbone features, {len({r['seed'] for r in runs})} seeds")
     path = Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
