@@ -446,6 +446,21 @@ def _combine_seeds(results: list[MIResult], name: str) -> MIResult:
     return combined
 
 
+def training_defaults(name: str, x_dim: int, y_dim: int, critic: str | None = None) -> dict:
+    """What ``estimate()`` uses for each setting left at None: batch_size, lr, optimizer, eval_every, whiten, and the
+    critic it picks (None: the estimator's own).  Critic bounds on wide inputs (min(x_dim, y_dim) >
+    ``REPRESENTATION_DIM``, no ``critic`` given) get ``REPRESENTATION_DEFAULTS``; everything else the defaults
+    chosen on the task suite.  The ``mi-toolkit estimate`` CLI reports these when its flags are left out."""
+    if (name in ESTIMATORS and issubclass(ESTIMATORS[name][0], CriticEstimator) and critic is None
+            and min(x_dim, y_dim) > REPRESENTATION_DIM):
+        wide = REPRESENTATION_DEFAULTS
+        return {"critic": wide["critic"], "batch_size": wide["batch_size"],
+                "lr": wide["lr"] * WIDE_LR_SCALE.get(name, 1.0), "optimizer": wide["optimizer"],
+                "eval_every": wide["eval_every"], "whiten": wide["whiten"]}
+    return {"critic": None, "batch_size": DEFAULT_BATCH_SIZE, "lr": DEFAULT_LR, "optimizer": "adam",
+            "eval_every": DEFAULT_EVAL_EVERY, "whiten": False}
+
+
 def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_size: int | None = None,
              lr: float | None = None, preprocess: str | None = "copula", heldout_fraction: float = 0.2,
              eval_batches: int | None = 200, early_stopping: bool = True, eval_every: int | None = None,
@@ -494,19 +509,14 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     if name in CLASSICAL:
         return _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, estimator_kwargs)
 
-    critic_based = issubclass(ESTIMATORS[name][0], CriticEstimator)
-    if critic_based and min(x.shape[1], y.shape[1]) > REPRESENTATION_DIM and "critic" not in estimator_kwargs:
-        estimator_kwargs["critic"] = REPRESENTATION_DEFAULTS["critic"]
-        wide = REPRESENTATION_DEFAULTS
-        batch_size = wide["batch_size"] if batch_size is None else batch_size
-        lr = wide["lr"] * WIDE_LR_SCALE.get(name, 1.0) if lr is None else lr
-        optimizer = wide["optimizer"] if optimizer is None else optimizer
-        eval_every = wide["eval_every"] if eval_every is None else eval_every
-        whiten = wide["whiten"] if whiten is None else whiten
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    lr = DEFAULT_LR if lr is None else lr
-    optimizer = "adam" if optimizer is None else optimizer
-    eval_every = DEFAULT_EVAL_EVERY if eval_every is None else eval_every
+    chosen = training_defaults(name, x.shape[1], y.shape[1], critic=estimator_kwargs.get("critic"))
+    if chosen["critic"] is not None:
+        estimator_kwargs["critic"] = chosen["critic"]
+    batch_size = chosen["batch_size"] if batch_size is None else batch_size
+    lr = chosen["lr"] if lr is None else lr
+    optimizer = chosen["optimizer"] if optimizer is None else optimizer
+    eval_every = chosen["eval_every"] if eval_every is None else eval_every
+    whiten = chosen["whiten"] if whiten is None else whiten
     if optimizer not in ("adam", "sgd"):
         raise ArgumentError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if whiten not in (None, True, False):

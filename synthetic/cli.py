@@ -34,7 +34,13 @@ RECORDS = "estimators"      # DIR/estimators/<name>.json + <name>.npy: each fini
 
 def build_parser() -> argparse.ArgumentParser:
     from mi_toolkit.estimators import all_estimators, available_estimators
-    from mi_toolkit.fit import DEFAULT_BATCH_SIZE, DEFAULT_LR, DEFAULT_STEPS
+    from mi_toolkit.fit import (
+        DEFAULT_BATCH_SIZE,
+        DEFAULT_LR,
+        DEFAULT_STEPS,
+        REPRESENTATION_DEFAULTS,
+        REPRESENTATION_DIM,
+    )
 
     from .bench import DEFAULT_ESTIMATORS
 
@@ -100,8 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--estimator", default="smile", choices=all_estimators(), metavar="NAME",
                      help=f"one of: {', '.join(all_estimators())}")
     est.add_argument("--steps", type=int_arg(1), default=DEFAULT_STEPS, help="most training steps (early stopping)")
-    est.add_argument("--batch-size", type=int_arg(2), default=DEFAULT_BATCH_SIZE, help="samples per step")
-    est.add_argument("--lr", type=float_arg(0.0, min_open=True), default=DEFAULT_LR, help="Adam learning rate")
+    est.add_argument("--batch-size", type=int_arg(2), default=None,
+                     help=f"samples per step (default: estimate()'s: {DEFAULT_BATCH_SIZE}, or "
+                          f"{REPRESENTATION_DEFAULTS['batch_size']} for critic bounds on inputs wider than "
+                          f"{REPRESENTATION_DIM} dims)")
+    est.add_argument("--lr", type=float_arg(0.0, min_open=True), default=None,
+                     help=f"learning rate (default: estimate()'s: {DEFAULT_LR:g} with Adam, or SGD at "
+                          f"{REPRESENTATION_DEFAULTS['lr']:g} for critic bounds on inputs wider than "
+                          f"{REPRESENTATION_DIM} dims, x4 for smile/js)")
     est.add_argument("--preprocess", default="copula", choices=["copula", "standardize", "none"],
                      help="per-dimension transform before fitting (copula: normal scores, keeps MI)")
     est.add_argument("--seeds", type=int_arg(1), default=None, help="seeds run as one vectorised fit (mean, spread)")
@@ -146,12 +158,20 @@ def _load(path: str, flag: str) -> np.ndarray:
 
 def _check_estimate(args):
     """Everything ``estimate`` needs, checked before any training: (x, y)."""
+    from mi_toolkit.estimators import ESTIMATORS
+    from mi_toolkit.fit import training_defaults
+
     x, y = _load(args.x, "--x"), _load(args.y, "--y")
     if len(x) != len(y):
         raise ArgumentError(f"--x and --y must have the same number of rows (paired samples), got {len(x)} and {len(y)}")
     n_heldout = int(round(len(x) * args.heldout_fraction))
-    if len(x) - n_heldout < args.batch_size or (n_heldout and n_heldout < args.batch_size):
-        raise ArgumentError(f"--batch-size {args.batch_size} needs at least {args.batch_size} training"
+    batch_size = args.batch_size
+    if batch_size is None and args.estimator in ESTIMATORS:   # estimate()'s choice for this data
+        batch_size = training_defaults(args.estimator, x.shape[1], y.shape[1])["batch_size"]
+    flag = f"--batch-size {batch_size}" if args.batch_size is not None else \
+        f"the default batch size {batch_size} (--batch-size)"
+    if batch_size is not None and (len(x) - n_heldout < batch_size or (n_heldout and n_heldout < batch_size)):
+        raise ArgumentError(f"{flag} needs at least {batch_size} training"
                             f"{' and held-out' if n_heldout else ''} rows; --x has {len(x)} rows, "
                             f"{n_heldout} held out (--heldout-fraction {args.heldout_fraction:g})")
     if args.json:
