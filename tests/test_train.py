@@ -153,7 +153,10 @@ def test_registry_lower_bound_and_club_train(tmp_path):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_builds(name):
     single_process = {"sync_bn": False} if PRESETS[name].get("sync_bn") else {}   # needs torchrun otherwise
-    cfg = preset_config(name, out="unused", data_root="unused", num_workers=0, device="cpu", **single_process)
+    # a generic two-view data set stands in for the real one, so the loader path (digits' preset holds its uint8
+    # images on the device)
+    cfg = preset_config(name, out="unused", data_root="unused", num_workers=0, device="cpu", data_pipeline="auto",
+                        **single_process)
     assert cfg.dataset == name
     data = TwoViews(n=cfg.batch_size, size=8)
     t = build_training(cfg, data, num_classes=3)
@@ -196,5 +199,5 @@ def test_every_temperature_default_comes_from_the_one_table():
     assert SuperInfoLoss(8).temperature == TEMPERATURES["loss"] and DEFAULTS["temperature"] == TEMPERATURES["world"]
     assert TrainConfig().temperature == TEMPERATURES["small_images"]
     for name in PRESETS:
-        expected = TEMPERATURES["imagenet" if name == "imagenet" else "small_images"]
+        expected = TEMPERATURES[name if name in ("imagenet", "digits") else "small_images"]
         assert preset_config(name, sync_bn=False).temperature == expected, name
