@@ -450,7 +450,7 @@ def training_defaults(name: str, x_dim: int, y_dim: int, critic: str | None = No
     """What ``estimate()`` uses for each setting left at None: batch_size, lr, optimizer, eval_every, whiten, and the
     critic it picks (None: the estimator's own).  Critic bounds on wide inputs (min(x_dim, y_dim) >
     ``REPRESENTATION_DIM``, no ``critic`` given) get ``REPRESENTATION_DEFAULTS``; everything else the defaults
-    chosen on the task suite.  The ``mi-toolkit estimate`` CLI reports these when its flags are left out."""
+    chosen on the task suite.  The ``mi-toolkit estimate`` CLI checks its rows against these."""
     if (name in ESTIMATORS and issubclass(ESTIMATORS[name][0], CriticEstimator) and critic is None
             and min(x_dim, y_dim) > REPRESENTATION_DIM):
         wide = REPRESENTATION_DEFAULTS
@@ -464,7 +464,8 @@ def training_defaults(name: str, x_dim: int, y_dim: int, critic: str | None = No
 def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_size: int | None = None,
              lr: float | None = None, preprocess: str | None = "copula", heldout_fraction: float = 0.2,
              eval_batches: int | None = 200, early_stopping: bool = True, eval_every: int | None = None,
-             patience: int = DEFAULT_PATIENCE, optimizer: str | None = None, whiten: bool | None = None, seed: int = 0, seeds: int | None = None, vectorize: bool = True,
+             patience: int = DEFAULT_PATIENCE, optimizer: str | None = None, whiten: bool | None = None,
+             seed: int = 0, seeds: int | None = None, vectorize: bool = True,
              on_failure: str = "warn", progress: bool = False, warn: bool = True, **estimator_kwargs) -> MIResult:
     """Fit estimator ``name`` on paired samples x [n, dx], y [n, dy] (tensors or arrays) and report it.
 
