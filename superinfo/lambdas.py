@@ -123,7 +123,8 @@ def lambda_weights(lambda_a: float, lambda_b: float, auto: bool, warmup_steps: i
     (lambda_a(step), lambda_b(step)), or None when both lambdas are 0 (plain NT-Xent: nothing scheduled);
     ``controller`` is the ``AutoLambda`` behind both when ``auto`` (its ``update`` moves them), else None."""
     if auto:
-        controller = AutoLambda(max(1, warmup_steps), max(total_steps, warmup_steps + 1), slack=slack, device=device)
+        warmup_steps = max(1, warmup_steps)     # a run too short for a warm-up still gets one step of it
+        controller = AutoLambda(warmup_steps, max(total_steps, warmup_steps + 1), slack=slack, device=device)
         return (controller.value, controller.value), controller
     if lambda_a == 0.0 and lambda_b == 0.0:
         return None, None

@@ -53,6 +53,12 @@ def test_a_still_climbing_estimate_raises_lambda_no_faster_than_one_that_holds()
     assert growth == pytest.approx(100 * 0.05, rel=0.05)     # at most rate x slack over the run
 
 
+def test_auto_lambda_accepts_a_one_step_run():
+    from superinfo.lambdas import lambda_weights
+    _, controller = lambda_weights(0.0, 0.0, True, warmup_steps=0, ramp_steps=0, total_steps=1)
+    assert controller.warmup_steps == 1 and controller.value(0) == 0.0
+
+
 def test_a_wider_slack_lets_lambda_grow_faster():
     finals = []
     for slack in (0.02, 0.1):
