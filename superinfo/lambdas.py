@@ -128,4 +128,5 @@ def lambda_weights(lambda_a: float, lambda_b: float, auto: bool, warmup_steps: i
         return (controller.value, controller.value), controller
     if lambda_a == 0.0 and lambda_b == 0.0:
         return None, None
-    return (LambdaSchedule(lambda_a, warmup_steps, ramp_steps), LambdaSchedule(lambda_b, warmup_steps, ramp_steps)), None
+    schedules = tuple(LambdaSchedule(target, warmup_steps, ramp_steps) for target in (lambda_a, lambda_b))
+    return schedules, None

@@ -8,10 +8,13 @@ from superinfo.cli import main
 from superinfo.tools.demo import format_summary, run_demo
 from superinfo.trainer import preset_config
 
+# a bracket small enough for a test (the demo measures 4 views of up to 2000 images per split)
+SMALL_BRACKET = dict(images=64, steps=40, batch_size=32, heldout_fraction=0.5)
+
 
 def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
     result = run_demo(tmp_path, seeds=(0,), lambda_superinfo="auto", epochs=2, image_size=8, width=4,
-                      max_steps_per_epoch=3, batch_size=32, bracket_options=dict(images=64, steps=40, batch_size=32, heldout_fraction=0.5))
+                      max_steps_per_epoch=3, batch_size=32, bracket_options=SMALL_BRACKET)
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["summary"].keys() == {"untrained", "simclr", "superinfo"}
     assert saved["summary"]["simclr"]["lambda"] == 0.0 and saved["summary"]["superinfo"]["lambda"] == "auto"
@@ -35,7 +38,7 @@ def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
     assert "raw pixels" in text and "untrained" in text and "gain over the untrained" in text
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     again = run_demo(tmp_path, seeds=(0,), lambda_superinfo="auto", epochs=2, image_size=8, width=4,
-                     max_steps_per_epoch=3, batch_size=32, bracket_options=dict(images=64, steps=40, batch_size=32, heldout_fraction=0.5))
+                     max_steps_per_epoch=3, batch_size=32, bracket_options=SMALL_BRACKET)
     assert again["runs"] == result["runs"]        # a rerun reads every finished piece back
     from superinfo.trainer.evaluate import load_run
     cfg, model, _ = load_run(tmp_path / "superinfo-seed0")   # the preset's head is rebuilt as trained

@@ -27,7 +27,7 @@ from mi_toolkit.atomic import write_json_atomically
 from .. import data
 from ..lambdas import AUTO
 from ..trainer.config import preset_config
-from ..trainer.evaluate import PROTOCOLS, evaluate_model, knn_top1, load_run
+from ..trainer.evaluate import PROTOCOLS, evaluate_model, knn_top1
 from ..trainer.loop import seed_everything
 from ..trainer.models import build_model
 from .probe import BRACKET_COLUMNS, BRACKET_SETTINGS
@@ -169,7 +169,8 @@ def format_summary(result: dict) -> str:
 
     for method, s in result["summary"].items():
         lam = "-" if s["lambda"] is None else str(s["lambda"])
-        line = f"{method:<10} {lam:>7} {pct(s['linear_top1'], s['linear_top1_std'])} {pct(s['knn_top1'], s['knn_top1_std'])}"
+        line = (f"{method:<10} {lam:>7} {pct(s['linear_top1'], s['linear_top1_std'])} "
+                f"{pct(s['knn_top1'], s['knn_top1_std'])}")
         if bracket:
             line += (f" {s['superfluous_lower_nats']:>14.3f} ± {s['superfluous_lower_nats_std']:<5.3f}"
                      f" {s['superfluous_upper_nats_head']:>14.1f}")
@@ -180,8 +181,9 @@ def format_summary(result: dict) -> str:
     for method in TRAINED:
         if method in result["summary"]:
             s = result["summary"][method]
-            lines.append(f"{method}: linear top-1 gain over the untrained network {100 * s['linear_gain_over_untrained_mean']:+.2f}"
-                         f" points (smallest over seeds {100 * s['linear_gain_over_untrained_min']:+.2f})")
+            lines.append(f"{method}: linear top-1 gain over the untrained network "
+                         f"{100 * s['linear_gain_over_untrained_mean']:+.2f} points (smallest over seeds "
+                         f"{100 * s['linear_gain_over_untrained_min']:+.2f})")
     return "\n".join(lines)
 
 

@@ -47,14 +47,16 @@ from ..objective import kl_conditional_bound
 from ..trainer.config import resolve_device
 from ..trainer.evaluate import load_run
 
-__all__ = ["BRACKET_COLUMNS", "BRACKET_SETTINGS", "FEATURES", "PROBE_FILE", "bracket_columns", "read_bracket", "augmentation_information", "parameter_decodability", "probe_model",
+__all__ = ["BRACKET_COLUMNS", "BRACKET_SETTINGS", "FEATURES", "PROBE_FILE", "augmentation_information",
+           "bracket_columns", "parameter_decodability", "probe_model", "read_bracket",
            "probe_run"]
 
 FEATURES = ("backbone", "head")
 PROBE_FILE = "probe.json"
 # what the demo and ``superinfo sweep --bracket`` measure: InfoNCE between the backbone features and the parameters of
 # 4 recorded views of up to 2000 images per split (held out): on the digits demo 2 views of 1000 gave SimCLR
-# 0.19 / 0.07 / -0.02 nats (seeds 0-2), 4 of 2000 gave 0.63 / 0.48 / 0.61 (stderr 0.06-0.10), 8 of 2000 0.95 / 0.86 / 0.92
+# 0.19 / 0.07 / -0.02 nats (seeds 0-2), 4 of 2000 gave 0.63 / 0.48 / 0.61 (stderr 0.06-0.10), 8 of 2000
+# 0.95 / 0.86 / 0.92
 BRACKET_SETTINGS = dict(features="backbone", estimator="infonce", images=2000, views=4)
 # the table columns a bracket adds (a run's probe.json, or the demo's untrained network)
 BRACKET_COLUMNS = ("superfluous_lower_nats", "superfluous_lower_stderr", "superfluous_upper_nats_head")
