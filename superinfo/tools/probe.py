@@ -177,7 +177,7 @@ def probe_model(model, cfg, *, features: str = "backbone", estimator: str = "inf
     torch.manual_seed(seed)         # the recorded augmentation draws from torch's RNG, as the training pipeline does
     collected = []
     for split in splits:
-        base = data.build_dataset(cfg.dataset, root, split, image_size=preset.image_size)
+        base = data.build_dataset(cfg.dataset, root, split, image_size=preset.image_size, verify=cfg.verify)
         rng = np.random.default_rng(seed)
         picked = rng.permutation(len(base))[:images]
         pil = [base[int(i)][0] for i in picked]
