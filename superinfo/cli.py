@@ -496,6 +496,8 @@ def _add_probe_parser(sub) -> None:
     p.add_argument("--images", type=int, default=2000, help="images per split (default: 2000)")
     p.add_argument("--views", type=int, default=4, help="recorded views per image (default: 4)")
     p.add_argument("--steps", type=int, default=None, help="estimator training steps (default: estimate()'s)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="estimator batch size (default: estimate()'s; small data sets need a smaller one)")
     p.add_argument("--data-root", default=None, help="the data (default: the run's)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -508,7 +510,7 @@ def _cmd_probe(args) -> int:
 
     _set_threads(args.threads)
     _check_run(args.run)
-    extra = {} if args.steps is None else {"steps": args.steps}
+    extra = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size)) if v is not None}
     result = probe_run(args.run, features=args.features, estimator=args.estimator, images=args.images,
                        views=args.views, seed=args.seed, device=args.device, data_root=args.data_root, **extra)
     print(format_bracket(result))

@@ -59,7 +59,7 @@ APPEND = {
     "superinfo train --dataset imagefolder": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 "
                                             "--image-size 16 --batch-size 8 --num-workers 0 --final-eval none",
     "superinfo eval": "--threads 1",
-    "superinfo probe": "--images 100 --steps 50 --threads 1",
+    "superinfo probe": "--images 100 --steps 50 --batch-size 8 --threads 1",
     "superinfo sweep": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-progress",
     "superinfo transfer": "--no-verify --epochs 1 --no-progress --threads 1",
     "torchrun": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-sync-bn "
