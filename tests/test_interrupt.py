@@ -20,10 +20,16 @@ from synthetic.cli import main as bench_main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _default_sigint():
+    # an ignored SIGINT survives exec (a test before this one, or a launcher, may leave it ignored in pytest), and
+    # Python then installs no KeyboardInterrupt handler: give the child the disposition a shell gives a command
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _interrupt_when(proc, ready, timeout=120.0):

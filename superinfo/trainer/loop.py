@@ -265,7 +265,8 @@ def forward_backward(t: Training, batch):
     z1, z2 = _posterior_samples(t, p1, p2)
     lambdas = {} if t.schedules is None else {"lambda_a": t.schedules[0](t.step), "lambda_b": t.schedules[1](t.step)}
     with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
-        terms = (t.loss_call or t.loss_fn)(p1, p2, z1, z2, **lambdas)
+        terms = (t.loss_fn if t.loss_call is None else t.loss_call)(p1, p2, z1, z2, **lambdas)   # no bool(): a
+        # compiled module (OptimizedModule) answers bool() through len(), which SuperInfoLoss does not have
     if t.auto_lambda is not None:   # the global batch's terms move the multiplier, identically on every rank
         both = torch.stack([terms.mi_lower.detach(), (terms.superfluous_a + terms.superfluous_b).detach()]).double()
         if t.ctx.active:
