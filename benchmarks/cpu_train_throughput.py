@@ -38,7 +38,6 @@ SYNTHETIC_N = 2048
 def _worker(spec: dict) -> dict:
     """Runs in a subprocess with the checkout's root first on sys.path."""
     sys.path.insert(0, spec["root"])
-    import numpy as np
     import torch
     from PIL import Image
 

@@ -11,7 +11,6 @@ I(z1;s) and the probes' accuracies, then writes ``--out``/entangled_sweep.json, 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time

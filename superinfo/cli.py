@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from mi_toolkit.errors import ArgumentError, UserError
+from mi_toolkit.errors import ArgumentError
 from mi_toolkit.validation import parse_floats, parse_ints, parse_names
 
 

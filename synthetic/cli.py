@@ -33,7 +33,7 @@ RECORDS = "estimators"      # DIR/estimators/<name>.json + <name>.npy: each fini
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mi_toolkit.estimators import all_estimators, available_estimators
+    from mi_toolkit.estimators import all_estimators
     from mi_toolkit.fit import (
         DEFAULT_BATCH_SIZE,
         DEFAULT_LR,
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--suite: a comma list of the suite's tasks (default: all)")
     bench.add_argument("--max-steps", type=int_arg(1), default=None,
                        help="--suite: most training steps per fit (default: estimate()'s)")
+    bench.add_argument("--merge", type=name_list(None, "merge"), default=None, metavar="DIR,DIR,...",
+                       help="--suite: write one table and heat map to --out from finished suite runs (e.g. "
+                            "estimators split across processes) instead of running anything")
     bench.add_argument("--out", default="bench-out", help="output folder (refused when it holds results, unless "
                                                           "--overwrite or --resume)")
     bench.add_argument("--overwrite", action="store_true", help="replace the results in an existing --out")
@@ -249,7 +252,7 @@ def _cmd_bench(args) -> int:
         done = _bench_done(out, settings)
     else:
         check_output_dir(out, "--out", overwrite=args.overwrite,
-                         resumable=f"continue it with the same flags and --resume")
+                         resumable="continue it with the same flags and --resume")
         done = {}
         if args.overwrite and (out / RECORDS).is_dir():
             shutil.rmtree(out / RECORDS)
@@ -302,8 +305,17 @@ def _cmd_suite(args) -> int:
     from mi_toolkit.estimators import DEFAULT_SUITE_ESTIMATORS
 
     from .bench import DEFAULT_ESTIMATORS
-    from .suite import SUITES, format_suite_table, run_suite, write_suite_outputs
+    from .suite import SUITES, format_suite_table, merge_suite_records, run_suite, write_suite_outputs
 
+    if args.merge is not None:
+        records, config = merge_suite_records(args.merge, suite=args.suite)
+        out = Path(args.out)
+        check_output_dir(out, "--out", overwrite=args.overwrite)
+        paths = write_suite_outputs(str(out), records, config)
+        print(format_suite_table(records))
+        print(f"merged {len(args.merge)} runs: wrote {paths['suite.json']}, {paths['suite.csv']}, "
+              f"{paths['heatmap.png']} ({config['seconds']:.0f} s of fitting in all)")
+        return 0
     estimators = list(DEFAULT_SUITE_ESTIMATORS) if args.estimators == list(DEFAULT_ESTIMATORS) else args.estimators
     tasks = args.tasks
     if tasks is not None:

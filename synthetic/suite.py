@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import time
@@ -22,6 +23,7 @@ import torch
 
 from mi_toolkit.atomic import write_atomically, write_json_atomically
 from mi_toolkit.classical import CLASSICAL
+from mi_toolkit.errors import ArgumentError
 from mi_toolkit.fit import MIEstimateWarning, estimate
 
 from .tasks import AdditiveNoise, Multinormal, StudentT, Transformed
@@ -129,8 +131,7 @@ def plot_heatmap(records: list[dict], path: str, title: str | None = None) -> No
             grid[i, j] = np.clip(r["relative_error"], -1, 1)
             text[i][j] = f"{r['mi']:.2f}"
     fig, ax = plt.subplots(figsize=(0.62 * len(tasks) + 2.5, 0.42 * len(estimators) + 2.6))
-    cmap = matplotlib.colormaps["RdBu_r"].copy()
-    cmap.set_bad("0.75")
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.75")
     image = ax.imshow(grid, cmap=cmap, vmin=-1, vmax=1, aspect="auto")
     for i in range(len(estimators)):
         for j in range(len(tasks)):
@@ -164,6 +165,50 @@ def write_suite_outputs(out_dir: str, records: list[dict], config: dict | None =
         write_json_atomically(paths["suite_config.json"], config)
     plot_heatmap(records, paths["heatmap.png"])
     return paths
+
+
+def merge_suite_records(dirs, suite: str = "standard") -> tuple[list[dict], dict]:
+    """The records of several suite runs (each DIR/suite.json, e.g. estimators or tasks split across processes or
+    machines) as one list in the suite's task order, and the merged config.  Refused: a missing or partial run,
+    another suite, other samples or seeds, the same (task, estimator) twice."""
+    table = SUITES[suite]()
+    records, configs = [], []
+    for d in dirs:
+        path = os.path.join(d, "suite.json")
+        if not os.path.isfile(path):
+            raise ArgumentError(f"--merge: {d!r} holds no suite.json")
+        config_path = os.path.join(d, "suite_config.json")
+        config = _read_json(config_path) if os.path.isfile(config_path) else {}
+        if config.get("partial"):
+            raise ArgumentError(f"--merge: {d!r} is an unfinished run (its suite_config.json says partial)")
+        configs.append(config)
+        records.extend(_read_json(path))
+    for key in ("suite", "samples"):
+        values = {r[key] for r in records}
+        if len(values) > 1:
+            raise ArgumentError(f"--merge: the runs differ in {key}: {sorted(values)}")
+    seeds = {tuple(r["seeds"]) for r in records if r["estimator"] not in CLASSICAL}
+    if len(seeds) > 1:
+        raise ArgumentError(f"--merge: the runs differ in seeds: {sorted(seeds)}")
+    if records and records[0]["suite"] != suite:
+        raise ArgumentError(f"--merge: the runs are of suite {records[0]['suite']!r}, not {suite!r}")
+    pairs = [(r["task"], r["estimator"]) for r in records]
+    twice = sorted({p for p in pairs if pairs.count(p) > 1})
+    if twice:
+        raise ArgumentError(f"--merge: the same (task, estimator) in two runs: {twice[:3]}")
+    estimators = list(dict.fromkeys(r["estimator"] for r in records))
+    order = {name: i for i, name in enumerate(table)}
+    records.sort(key=lambda r: (order.get(r["task"], len(order)), estimators.index(r["estimator"])))
+    merged = {"suite": suite, "estimators": estimators, "samples": records[0]["samples"] if records else None,
+              "seeds": list(seeds.pop()) if seeds else None, "tasks": list(dict.fromkeys(r["task"] for r in records)),
+              "merged_from": [str(d) for d in dirs],
+              "seconds": sum(c.get("seconds", 0.0) for c in configs)}
+    return records, merged
+
+
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
 
 
 def format_suite_table(records: list[dict]) -> str:

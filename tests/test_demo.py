@@ -42,7 +42,7 @@ def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
     assert again["runs"] == result["runs"]        # a rerun reads every finished piece back
     from superinfo.trainer.evaluate import load_run
     cfg, model, _ = load_run(tmp_path / "superinfo-seed0")   # the preset's head is rebuilt as trained
-    assert cfg.mean_on_sphere and model.head.mean_on_sphere and model.head.fixed_sigma == cfg.sigma == 0.05
+    assert cfg.mean_on_sphere and model.head.mean_on_sphere and model.head.fixed_sigma == cfg.sigma == 0.07
 
 
 def test_untrained_row_is_the_init_the_methods_start_from(tmp_path):

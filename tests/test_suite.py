@@ -92,3 +92,29 @@ def test_suite_records_heat_map_and_command(tmp_path):
     assert [r["estimator"] for r in saved] == ["gaussian", "smile"] and len(saved[1]["per_seed"]) == 2
     assert (out / "heatmap.png").exists() and (out / "suite.csv").exists()
     assert main(["bench", "--suite", "standard", "--tasks", "nope", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_merge_joins_runs_split_by_estimator_and_task_in_suite_order(tmp_path):
+    def run(name, estimators, tasks):
+        assert main(["bench", "--suite", "standard", "--estimators", estimators, "--samples", "400", "--seeds", "0",
+                     "--tasks", tasks, "--out", str(tmp_path / name), "--no-progress"]) == 0
+        return str(tmp_path / name)
+
+    a = run("a", "gaussian", "1v1-wiggly,2v2-dense")
+    b = run("b", "ksg", "2v2-dense,1v1-wiggly")
+    out = tmp_path / "merged"
+    assert main(["bench", "--suite", "standard", "--merge", f"{b},{a}", "--out", str(out)]) == 0
+    merged = json.loads((out / "suite.json").read_text())
+    single = {(r["task"], r["estimator"]): r["mi"] for d in (a, b)
+              for r in json.loads(open(f"{d}/suite.json").read())}
+    order = list(standard_suite())
+    assert [(r["task"], r["estimator"]) for r in merged] == sorted(
+        single, key=lambda p: (order.index(p[0]), ["ksg", "gaussian"].index(p[1])))
+    assert {(r["task"], r["estimator"]): r["mi"] for r in merged} == single
+    assert (out / "heatmap.png").exists()
+    config = json.loads((out / "suite_config.json").read_text())
+    assert config["merged_from"] == [b, a] and config["estimators"] == ["ksg", "gaussian"]
+    # the same cell twice, or a folder without results, is refused with the flag's name
+    assert main(["bench", "--suite", "standard", "--merge", f"{a},{a}", "--out", str(tmp_path / "m2")]) == 2
+    assert main(["bench", "--suite", "standard", "--merge", f"{a},{tmp_path / 'none'}",
+                 "--out", str(tmp_path / "m3")]) == 2

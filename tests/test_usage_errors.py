@@ -7,7 +7,6 @@ folders.  Python API cases: ``ValueError`` or ``TypeError`` whose message names 
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
