@@ -308,6 +308,8 @@ def _cmd_suite(args) -> int:
     from .suite import SUITES, format_suite_table, merge_suite_records, run_suite, write_suite_outputs
 
     if args.merge is not None:
+        if args.tasks is not None or args.estimators != list(DEFAULT_ESTIMATORS):
+            raise ArgumentError("--merge writes what the merged runs hold; it takes no --tasks or --estimators")
         records, config = merge_suite_records(args.merge, suite=args.suite)
         out = Path(args.out)
         check_output_dir(out, "--out", overwrite=args.overwrite)

@@ -118,3 +118,5 @@ def test_merge_joins_runs_split_by_estimator_and_task_in_suite_order(tmp_path):
     assert main(["bench", "--suite", "standard", "--merge", f"{a},{a}", "--out", str(tmp_path / "m2")]) == 2
     assert main(["bench", "--suite", "standard", "--merge", f"{a},{tmp_path / 'none'}",
                  "--out", str(tmp_path / "m3")]) == 2
+    assert main(["bench", "--suite", "standard", "--merge", a, "--tasks", "2v2-dense",
+                 "--out", str(tmp_path / "m4")]) == 2
