@@ -86,6 +86,12 @@ def test_guards_name_what_happened_and_what_to_try():
     assert "far below 0" in check_bounds(_result(estimator="mine", mi=-2.7e7), 10_000)
     assert "far below 0" in check_bounds(_result(estimator="doe", direction="estimate", mi=-1.0), 10_000)
     assert "more than 10000 samples can resolve" in check_bounds(_result(mi=8525.0), 10_000)
+    # noise widens the allowance below 0, but never past 1 nat: JS on the 5+5 Student-t (seed 2) once gave
+    # -189.7 +- 191.1 from one wild held-out batch of seven, and three standard errors had let it through
+    assert check_bounds(_result(mi=-0.5, stderr=0.2), 10_000) is None
+    message = check_bounds(_result(estimator="js", mi=-189.7, stderr=191.1, train_mi=1.387), 10_000)
+    assert "far below 0" in message and "disagree" in message
+    assert "far below 0" in check_bounds(_result(mi=-1.2, stderr=0.5), 10_000)
 
 
 def test_a_failed_fit_is_nan_with_a_warning_or_an_error():
@@ -112,7 +118,7 @@ def test_heaviest_tailed_task_gives_a_value_in_range_or_the_documented_failure(n
         assert math.isnan(result.mi) and any("no estimate" in str(w.message) for w in caught)
         return
     assert math.isfinite(result.mi)
-    assert result.mi >= -max(0.1, 3 * result.stderr) and result.mi <= 2 * math.log(1500)
+    assert -max(0.1, min(3 * result.stderr, 1.0)) <= result.mi <= 2 * math.log(1500)
     if name == "infonce":
         assert -math.log(64) <= result.mi <= math.log(64)
     if preprocessing == "copula" and name in ("smile", "infonce", "ksg", "doe"):
