@@ -212,12 +212,13 @@ def check_bounds(result: MIResult, n_rows: int) -> str | None:
                     f"critic failed on held-out rows. Try preprocess='copula', fewer steps or a smaller critic "
                     f"(hidden), or more samples")
     stderr = result.stderr if math.isfinite(result.stderr) else 0.0
-    floor = -max(NEGATIVE_LIMIT, min(NEGATIVE_SIGMAS * stderr, NEGATIVE_NOISE_CAP))
+    noise = NEGATIVE_SIGMAS * stderr
+    floor = -max(NEGATIVE_LIMIT, min(noise, NEGATIVE_NOISE_CAP))
     if mi < floor:
         kind = {"lower": "a lower bound", "upper": "an upper bound"}.get(result.direction, "an estimate")
         train = f" (training rows: {result.train_mi:.3f})" if result.heldout_mi is not None else ""
         noisy = (f" with a standard error of {stderr:.3g} (its evaluation batches disagree wildly)"
-                 if NEGATIVE_SIGMAS * stderr > NEGATIVE_NOISE_CAP else "")
+                 if noise > NEGATIVE_NOISE_CAP else "")
         return (f"{kind} of MI came out at {mi:.3f} nats{train}{noisy}, far below 0 where no MI can be: the fit failed "
                 f"(the critic/conditional memorised its training rows or diverged). Try preprocess='copula', more "
                 f"samples, a smaller model (hidden=64), a lower lr, or the ksg / gaussian baselines")

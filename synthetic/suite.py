@@ -17,6 +17,7 @@ import math
 import os
 import time
 import warnings
+from collections import Counter
 
 import numpy as np
 import torch
@@ -192,8 +193,7 @@ def merge_suite_records(dirs, suite: str = "standard") -> tuple[list[dict], dict
         raise ArgumentError(f"--merge: the runs differ in seeds: {sorted(seeds)}")
     if records and records[0]["suite"] != suite:
         raise ArgumentError(f"--merge: the runs are of suite {records[0]['suite']!r}, not {suite!r}")
-    pairs = [(r["task"], r["estimator"]) for r in records]
-    twice = sorted({p for p in pairs if pairs.count(p) > 1})
+    twice = sorted(p for p, n in Counter((r["task"], r["estimator"]) for r in records).items() if n > 1)
     if twice:
         raise ArgumentError(f"--merge: the same (task, estimator) in two runs: {twice[:3]}")
     estimators = list(dict.fromkeys(r["estimator"] for r in records))
