@@ -6,6 +6,9 @@ Fixed step count (early stopping off, so both sides train the same number of ste
 (10,000 rows), estimate()'s default model (hidden 128, batch 128).  Runs alternate (1 seed, S seeds, 1 seed, ...)
 so a change in machine load hits both; the median of ``--repeats`` is reported.  Also times S separate runs.
 
+``--layer``: instead, one critic layer's forward and backward for 1 seed, S seeds as one plain batched op and S
+seeds under vmap: what the arithmetic alone costs, the floor under any way of stacking seeds.
+
 ``--profile``: instead, where one step's time goes, for 1 and S seeds (torch.profiler, 100 steps each, self CPU
 time per step): matrix products (bmm/mm/baddbmm/addmm), the optimizer (Adam's Python step + its fused kernel +
 zero_grad), every other ATen op (the elementwise work on the score matrices and activations, indexing, copies), and
@@ -34,6 +37,9 @@ def main():
     parser.add_argument("--task", default="5v5-dense")
     parser.add_argument("--out", default=None)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--layer", action="store_true",
+                        help="instead, time one hidden layer of the separable critic (baddbmm + ReLU, forward and "
+                             "backward) for 1 seed, S seeds as one plain batched op, and S seeds under vmap")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for the timed runs (this VM has 2 cores); --one-seed-threads too")
     parser.add_argument("--one-seed-threads", default=None,
@@ -47,6 +53,8 @@ def main():
     common = dict(steps=args.steps, early_stopping=False, eval_batches=10)
     if args.profile:
         return profile(x, y, args, common)
+    if args.layer:
+        return layer(args)
     table = {}
     for name in args.estimators.split(","):
         mi_toolkit.estimate(x, y, name, **{**common, "steps": 20})     # warm-up (first-call costs)
@@ -81,6 +89,46 @@ def main():
               "torch": torch.__version__, "estimators": table}
     if args.out:
         write_json_atomically(args.out, result)
+
+
+def layer(args, rows: int = 128, hidden: int = 128, calls: int = 200):
+    """What S seeds' arithmetic costs against one seed's, without estimate() around it: one hidden layer of the
+    separable critic (both branches stacked, as ``SeparableCritic`` runs them), forward and backward."""
+    from torch.func import vmap
+    S = args.seeds
+
+    def inputs(batch):
+        return [torch.randn(*shape, requires_grad=True) for shape in
+                ((*batch, 2, 1, hidden), (*batch, 2, rows, hidden), (*batch, 2, hidden, hidden))]
+
+    def step(fn, tensors):
+        fn(*tensors).sum().backward()
+
+    def timed(fn, tensors):
+        step(fn, tensors)                                             # warm-up
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                step(fn, tensors)
+            times.append((time.perf_counter() - start) / calls * 1e3)
+        return statistics.median(times)
+
+    def one_layer(bias, stack, weight):
+        return torch.relu(torch.baddbmm(bias, stack, weight))
+
+    def flat(bias, stack, weight):                                    # S seeds as one [2S, ...] batch, no vmap
+        return one_layer(bias.flatten(0, 1), stack.flatten(0, 1), weight.flatten(0, 1))
+
+    ms = {"one_seed": timed(one_layer, inputs(())), f"{S}_seeds_batched": timed(flat, inputs((S,))),
+          f"{S}_seeds_vmapped": timed(vmap(one_layer), inputs((S,)))}
+    ratios = {k: v / ms["one_seed"] for k, v in ms.items()}
+    print("one critic layer, forward + backward, ms: "
+          + "  ".join(f"{k} {v:.3f} (x{ratios[k]:.2f})" for k, v in ms.items()), flush=True)
+    if args.out:
+        write_json_atomically(args.out, {"rows": rows, "hidden": hidden, "seeds": S, "threads": args.threads,
+                                         "calls": calls, "repeats": args.repeats, "torch": torch.__version__,
+                                         "ms": ms, "ratio_to_one_seed": ratios})
 
 
 MATMUL = ("aten::bmm", "aten::mm", "aten::baddbmm", "aten::addmm", "aten::matmul")
