@@ -92,7 +92,7 @@ def run_one(args, compile_: bool) -> dict:
 
 
 def sync_check(args, steps: int = 20) -> dict:
-    """CUDA synchronisations inside the trainer's own steps (``build_training`` + ``_train_step`` on the device
+    """CUDA synchronisations inside the trainer's own steps (``build_training`` + ``train_step`` on the device
     pipeline), counted by ``torch.cuda.set_sync_debug_mode("warn")`` over ``steps`` steps after 3 warm-up steps:
     what the CPU counter (benchmarks/host_syncs.py) cannot see, e.g. a boolean index or a host-to-device copy."""
     import warnings
@@ -101,7 +101,7 @@ def sync_check(args, steps: int = 20) -> dict:
     sys.path.insert(0, str(ROOT))
     from superinfo import data
     from superinfo.trainer import TrainConfig, build_training
-    from superinfo.trainer.loop import _Interval, _train_step
+    from superinfo.trainer.loop import MetricInterval, train_step
 
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device"}
@@ -111,10 +111,10 @@ def sync_check(args, steps: int = 20) -> dict:
                           final_eval="none", progress=False, out=tmp, lambda_a=0.1)
         pretrain, _ = data.load_datasets(cfg)
         t = build_training(cfg, pretrain, num_classes=10)
-        interval = _Interval(t)
+        interval = MetricInterval(t)
         batches = iter(t.loader)
         for _ in range(3):
-            interval.add(_train_step(t, next(batches)), args.batch_size, 0.0)
+            interval.add(train_step(t, next(batches)), args.batch_size, 0.0)
         torch.cuda.synchronize()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -122,7 +122,7 @@ def sync_check(args, steps: int = 20) -> dict:
             try:
                 done = 0
                 for batch in batches:
-                    interval.add(_train_step(t, batch), args.batch_size, 0.0)
+                    interval.add(train_step(t, batch), args.batch_size, 0.0)
                     done += 1
                     if done == steps:
                         break

@@ -24,7 +24,7 @@ from .bounds import (
 )
 from .critics import critic
 from .estimators import ESTIMATORS, EstimatorOutput, MIEstimator, available_estimators, estimator
-from .classical import CLASSICAL, gaussian_mi, ksg_mi
+from .classical import CLASSICAL, gaussian_plugin_mi, ksg_mi
 from .fit import EstimationFailed, MIEstimateWarning, MIResult, estimate
 from .preprocess import copula_normal_scores
 from .validation import value_checks, value_checks_enabled
@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "bounds", "critics", "critic", "estimator", "estimate", "available_estimators", "ESTIMATORS",
     "EstimatorOutput", "MIEstimator", "MIResult", "MIEstimateWarning", "EstimationFailed", "CLASSICAL", "ksg_mi",
-    "gaussian_mi", "copula_normal_scores",
+    "gaussian_plugin_mi", "copula_normal_scores",
     "infonce_lower_bound", "nwj_lower_bound", "dv_lower_bound", "mine_lower_bound", "js_lower_bound",
     "smile_lower_bound", "ba_lower_bound", "doe_estimate", "club_upper_bound", "club_sample_upper_bound",
     "l1out_upper_bound", "gaussian_kl_diag", "vib_kl_upper_bound", "value_checks", "value_checks_enabled",

@@ -10,8 +10,9 @@
   its KD-tree) but has no count-only radius query on the joint neighbourhood's per-point radii in one call.
   Known small-sample behaviour: on Gaussians of growing dimension KSG under-estimates (the kNN balls are too big in
   high dimension), more so as MI grows; it is nearly unbiased for low-dimensional, low-MI data.
-* ``gaussian``: the Gaussian (CCA) plug-in 1/2 [log det S_x + log det S_y - log det S] on the sample covariance:
-  exact in the limit for Gaussian data.  On copula-transformed data (``estimate()``'s default) it is the
+* ``gaussian`` (``gaussian_plugin_mi``): the Gaussian (CCA) plug-in 1/2 [log det S_x + log det S_y - log det S] on
+  the sample covariance: exact in the limit for Gaussian data (the closed form from a known covariance is
+  ``synthetic.gaussian_mi``).  On copula-transformed data (``estimate()``'s default) it is the
   Gaussian-copula MI of Ince et al. (2017), which in the limit is a lower bound on the true MI (with N(0, 1) margins,
   the Gaussian joint has the largest entropy for its covariance).  It misses every non-linear dependence.
 
@@ -115,7 +116,7 @@ def ksg_mi(x, y, k: int = 3, variant: int = 1, workers: int = 1) -> float:
     return float(value)
 
 
-def gaussian_mi(x, y, ridge: float = 1e-9) -> float:
+def gaussian_plugin_mi(x, y, ridge: float = 1e-9) -> float:
     """Gaussian plug-in I = 1/2 [log det S_x + log det S_y - log det S] (sample covariance, tiny ridge)."""
     x, y = _as_2d(x), _as_2d(y)
     joint = np.concatenate([x, y], axis=1)
@@ -147,7 +148,7 @@ class ClassicalEstimator:
 
 CLASSICAL = {
     "ksg": ClassicalEstimator("ksg", ksg_mi, "Kraskov-Stoegbauer-Grassberger kNN estimate (k=3, KSG-1; variant=2)"),
-    "gaussian": ClassicalEstimator("gaussian", gaussian_mi, "Gaussian (CCA) plug-in on the sample covariance"),
+    "gaussian": ClassicalEstimator("gaussian", gaussian_plugin_mi, "Gaussian (CCA) plug-in on the sample covariance"),
 }
 
 

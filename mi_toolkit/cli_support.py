@@ -9,15 +9,18 @@ anywhere on the command line shows it); Ctrl-C prints what was kept and how to r
 from __future__ import annotations
 
 import argparse
-import math
+import fnmatch
 import os
+import shutil
 import sys
 from pathlib import Path
 
 from .errors import ArgumentError, UserError
+from .settings import Range, split_items
 
 __all__ = ["HelpFormatter", "add_version", "float_arg", "float_list", "int_arg", "int_list", "name_list",
-           "check_input_file", "check_input_dir", "check_output_dir", "check_output_file", "created_dir_guard",
+           "ReplaceOnSuccess", "check_input_file", "check_input_dir", "check_output_dir", "check_output_file",
+           "created_dir_guard",
            "progress_default", "resolve_threads", "run_cli"]
 
 
@@ -50,84 +53,39 @@ def add_version(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------- argument types
-def _bound_text(minimum, maximum, min_open: bool, max_open: bool) -> str:
-    parts = []
-    if minimum is not None:
-        parts.append(f"{'>' if min_open else '>='} {minimum:g}")
-    if maximum is not None:
-        parts.append(f"{'<' if max_open else '<='} {maximum:g}")
-    return " and ".join(parts)
-
-
-def _check_range(value: float, minimum, maximum, min_open: bool, max_open: bool, what: str, text: str) -> None:
-    too_low = minimum is not None and (value <= minimum if min_open else value < minimum)
-    too_high = maximum is not None and (value >= maximum if max_open else value > maximum)
-    if too_low or too_high:
-        raise argparse.ArgumentTypeError(f"must be {what} {_bound_text(minimum, maximum, min_open, max_open)}, "
-                                         f"got {text!r}")
-
-
+# Every range is a ``mi_toolkit.settings.Range`` and every comma list is split by ``settings.split_items``: the
+# flags generated from settings and these hand-made ones check alike.
 def int_arg(minimum: int | None = None, maximum: int | None = None):
     """An argparse ``type=``: an integer within [minimum, maximum]."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        _check_range(value, minimum, maximum, False, False, "an integer", text)
-        return value
-    parse.__name__ = "integer"
-    return parse
+    return Range(int, minimum, maximum).parse
 
 
 def float_arg(minimum: float | None = None, maximum: float | None = None, *, min_open: bool = False,
               max_open: bool = False):
     """An argparse ``type=``: a finite number within the bounds (``min_open``: strictly above ``minimum``)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        _check_range(value, minimum, maximum, min_open, max_open, "a number", text)
-        return value
-    parse.__name__ = "number"
+    return Range(float, minimum, maximum, min_open, max_open).parse
+
+
+def _list_of(one, name: str):
+    def parse(text: str) -> list:
+        return [one(v) for v in split_items(text)]
+    parse.__name__ = name
     return parse
-
-
-def _items(text: str) -> list[str]:
-    items = [v.strip() for v in text.split(",")]
-    if items and items[-1] == "" and len(items) > 1:      # one trailing comma is harmless
-        items.pop()
-    if not items or any(v == "" for v in items):
-        raise argparse.ArgumentTypeError(f"expected a comma list with no empty items, got {text!r}")
-    return items
 
 
 def float_list(minimum: float | None = None, maximum: float | None = None, *, min_open: bool = False):
     """An argparse ``type=``: a comma list of finite numbers, each within the bounds; no empty items (``0,,1``)."""
-    one = float_arg(minimum, maximum, min_open=min_open)
-
-    def parse(text: str) -> list[float]:
-        return [one(v) for v in _items(text)]
-    parse.__name__ = "number list"
-    return parse
+    return _list_of(float_arg(minimum, maximum, min_open=min_open), "number list")
 
 
 def int_list(minimum: int | None = None, maximum: int | None = None):
-    one = int_arg(minimum, maximum)
-
-    def parse(text: str) -> list[int]:
-        return [one(v) for v in _items(text)]
-    parse.__name__ = "integer list"
-    return parse
+    return _list_of(int_arg(minimum, maximum), "integer list")
 
 
 def name_list(choices=None, what: str = "names"):
     """A comma list of names, each one of ``choices`` (a sequence, or a callable returning one) when given."""
     def parse(text: str) -> list[str]:
-        names = _items(text)
+        names = split_items(text)
         valid = choices() if callable(choices) else choices
         if valid is not None:
             bad = [n for n in names if n not in valid]
@@ -179,23 +137,96 @@ def _check_creatable(p: Path, flag: str, path) -> None:
         raise ArgumentError(f"{flag} {path}: cannot be created, {base} is not writable")
 
 
-def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resumable: str | None = None) -> Path:
+def _listing(names, limit: int = 5) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resumable: str | None = None,
+                     known=()) -> Path:
     """A folder results may go to, checked before any compute, creating nothing: it does not exist (and could be
     created) or is empty, or ``overwrite`` is set; ``resumable`` names the command that continues an existing
-    one (the error suggests it)."""
+    one (the error suggests it); ``known``: glob patterns of what the command writes there, so the error tells the
+    command's earlier results from files of the user's that --overwrite would leave alone."""
     p = Path(path)
     if p.exists():
         if not p.is_dir():
             raise ArgumentError(f"{flag} {path}: is a file, expected a folder")
         if not os.access(p, os.W_OK | os.X_OK):
             raise ArgumentError(f"{flag} {path}: the folder is not writable")
-        if any(p.iterdir()) and not overwrite:
+        entries = [e.name for e in p.iterdir()]
+        if entries and not overwrite:
+            ours = [n for n in entries if any(fnmatch.fnmatch(n, k) for k in known)]
+            others = [n for n in entries if n not in ours]
             hint = f"{resumable}, " if resumable else ""
-            raise ArgumentError(f"{flag} {path}: the folder already holds results; {hint}pick another {flag}, or "
-                                "pass --overwrite to replace them")
+            if ours:
+                what = f"already holds results ({_listing(ours)})"
+                if others:
+                    what += f" and other files ({_listing(others)}; --overwrite leaves those alone)"
+                raise ArgumentError(f"{flag} {path}: the folder {what}; {hint}pick another {flag}, or pass "
+                                    "--overwrite to replace them")
+            raise ArgumentError(f"{flag} {path}: the folder is not empty: it holds {_listing(others)}, which are not "
+                                f"results of this command; pick another {flag} (an empty or new folder), or pass "
+                                "--overwrite to write beside them")
     else:
         _check_creatable(p, flag, path)
     return p
+
+
+class ReplaceOnSuccess:
+    """``--overwrite`` that never loses work: the earlier results in ``out`` (the entries matching the glob
+    patterns ``known``; nothing else there is touched) are moved into ``out/.replaced/`` when the block starts,
+    deleted once it succeeds, and moved back when it fails or is interrupted (after removing what the failed
+    command wrote under those names).  Says on stderr what it moved, replaced or restored."""
+
+    ASIDE = ".replaced"
+
+    def __init__(self, out, known=(), *, prog: str = ""):
+        self.out = None if out is None else Path(out)
+        self.known, self.prog = tuple(known), prog
+        self.moved: list[str] = []
+
+    def _matches(self) -> list[Path]:
+        if self.out is None or not self.known or not self.out.is_dir():
+            return []
+        return sorted(e for e in self.out.iterdir()
+                      if e.name != self.ASIDE and any(fnmatch.fnmatch(e.name, k) for k in self.known))
+
+    def _say(self, text: str) -> None:
+        print(f"{self.prog}: {text}" if self.prog else text, file=sys.stderr)
+
+    def __enter__(self) -> "ReplaceOnSuccess":
+        earlier = self._matches()
+        if earlier:
+            aside = self.out / self.ASIDE
+            if aside.exists():      # left by a process that died mid-way: those are the oldest results; keep them
+                raise ArgumentError(f"--overwrite: {aside} exists (results an earlier --overwrite moved aside and "
+                                    "could not restore); move its contents back or delete it, then run again")
+            aside.mkdir()
+            for entry in earlier:
+                os.replace(entry, aside / entry.name)
+                self.moved.append(entry.name)
+            self._say(f"--overwrite: moved the earlier results aside ({_listing(self.moved)}); they are deleted "
+                      f"once this command succeeds and restored if it fails")
+        return self
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if not self.moved:
+            return False
+        aside = self.out / self.ASIDE
+        if kind is None:
+            shutil.rmtree(aside)
+            self._say(f"--overwrite: replaced the earlier results in {self.out} ({_listing(self.moved)})")
+            return False
+        for entry in self._matches():       # what the failed command wrote under the results' names
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        for name in self.moved:
+            os.replace(aside / name, self.out / name)
+        aside.rmdir()
+        self._say(f"--overwrite: the command did not finish, so the earlier results in {self.out} were restored "
+                  f"({_listing(self.moved)})")
+        return False
 
 
 def check_output_file(path, flag: str, *, overwrite: bool = False) -> Path:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -81,6 +82,9 @@ class EstimationFailed(RuntimeError):
     """``estimate(..., on_failure="raise")``: the fit failed its guards; the message says why and what to try."""
 
 
+_MODULE_FIELDS = ("estimator_module", "estimator_modules")   # MIResult fields that to_dict leaves out
+
+
 @dataclass
 class MIResult:
     estimator: str
@@ -105,11 +109,14 @@ class MIResult:
     steps_run: int | None = None   # steps actually trained
     seed: int = 0
     per_seed: list = field(default_factory=list)   # with seeds=S: one dict per seed (mi, stderr, train_mi, ...)
+    # the fitted modules, kept for inspection; not figures, so left out of to_dict, repr and ==
+    estimator_module: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+    estimator_modules: list = field(default_factory=list, repr=False, compare=False)   # with seeds=S: one a seed
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["history"] = np.asarray(self.history).tolist()
-        return d
+        """Every figure as plain data (what ``dataclasses.asdict`` gives, history as a list), without the modules."""
+        return {f.name: np.asarray(self.history).tolist() if f.name == "history"
+                else copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _MODULE_FIELDS}
 
     def __str__(self) -> str:
         kind = {"lower": "lower bound", "upper": "upper bound"}.get(self.direction, "estimate (no bound)")
@@ -241,9 +248,93 @@ def _finish(result: MIResult, n_rows: int, on_failure: str, warn: bool, stacklev
         result.mi = result.stderr = float("nan")
         result.warnings.insert(0, f"no estimate: {failure}")
     if warn:
-        for message in result.warnings:
-            warnings.warn(f"{result.estimator}: {message}", MIEstimateWarning, stacklevel=stacklevel + 1)
+        _warn(result, stacklevel + 1)
     return result
+
+
+def _warn(result: MIResult, stacklevel: int) -> None:
+    """Issue ``result``'s warnings as ``MIEstimateWarning``, attributed ``stacklevel`` frames above the caller."""
+    for message in result.warnings:
+        warnings.warn(f"{result.estimator}: {message}", MIEstimateWarning, stacklevel=stacklevel + 1)
+
+
+# ------------------------------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class FitSettings:
+    """The training settings of one ``estimate()`` call, each given or defaulted (``training_defaults``) and checked."""
+    critic: str | None = None      # the critic estimate() picks (None: the estimator's own, or the one given)
+    batch_size: int = DEFAULT_BATCH_SIZE
+    lr: float = DEFAULT_LR
+    optimizer: str = "adam"        # "adam" or "sgd" (make_optimizer)
+    eval_every: int = DEFAULT_EVAL_EVERY
+    whiten: bool = False           # ZCA-whiten both inputs after preprocessing
+    steps: int = DEFAULT_STEPS
+    patience: int = DEFAULT_PATIENCE
+    eval_batches: int | None = 200     # report batches (None: every batch)
+    heldout_fraction: float = 0.2
+    early_stopping: bool = True
+
+    def validation_batch(self, n_val: int) -> int:
+        """Batch size of the held-out checks: a validation set smaller than a batch is checked as one batch."""
+        return min(self.batch_size, n_val) if n_val else self.batch_size
+
+
+# the settings estimate() chooses from the estimator and the input width, and training_defaults() reports
+DEFAULTED_SETTINGS = ("critic", "batch_size", "lr", "optimizer", "eval_every", "whiten")
+
+
+def _default_settings(name: str, x_dim: int, y_dim: int, critic: str | None = None) -> FitSettings:
+    if (name in ESTIMATORS and issubclass(ESTIMATORS[name][0], CriticEstimator) and critic is None
+            and min(x_dim, y_dim) > REPRESENTATION_DIM):
+        wide = REPRESENTATION_DEFAULTS
+        return FitSettings(critic=wide["critic"], batch_size=wide["batch_size"],
+                           lr=wide["lr"] * WIDE_LR_SCALE.get(name, 1.0), optimizer=wide["optimizer"],
+                           eval_every=wide["eval_every"], whiten=wide["whiten"])
+    return FitSettings()
+
+
+def training_defaults(name: str, x_dim: int, y_dim: int, critic: str | None = None) -> dict:
+    """What ``estimate()`` uses for each setting left at None: batch_size, lr, optimizer, eval_every, whiten, and the
+    critic it picks (None: the estimator's own).  Critic bounds on wide inputs (min(x_dim, y_dim) >
+    ``REPRESENTATION_DIM``, no ``critic`` given) get ``REPRESENTATION_DEFAULTS``; everything else the defaults
+    chosen on the task suite.  The ``mi-toolkit estimate`` CLI checks its rows against these."""
+    defaults = _default_settings(name, x_dim, y_dim, critic)
+    return {key: getattr(defaults, key) for key in DEFAULTED_SETTINGS}
+
+
+def _resolve_settings(name: str, x_dim: int, y_dim: int, preprocess, estimator_kwargs: dict, *, steps, batch_size,
+                      lr, eval_every, patience, optimizer, whiten, eval_batches, heldout_fraction,
+                      early_stopping) -> FitSettings:
+    """Fill the settings left at None with their defaults, check every one, and put the critic and width
+    ``estimate()`` picks into ``estimator_kwargs``."""
+    defaults = _default_settings(name, x_dim, y_dim, critic=estimator_kwargs.get("critic"))
+    if defaults.critic is not None:
+        estimator_kwargs["critic"] = defaults.critic
+    batch_size = defaults.batch_size if batch_size is None else batch_size
+    lr = defaults.lr if lr is None else lr
+    optimizer = defaults.optimizer if optimizer is None else optimizer
+    eval_every = defaults.eval_every if eval_every is None else eval_every
+    whiten = defaults.whiten if whiten is None else whiten
+    if optimizer not in ("adam", "sgd"):
+        raise ArgumentError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    if whiten not in (None, True, False):
+        raise ArgumentError(f"whiten must be True, False or None, got {whiten!r}")
+    batch_size = check_int(batch_size, "batch_size", minimum=2)
+    steps = check_int(steps, "steps")
+    lr = check_number(lr, "lr", positive=True)
+    eval_every = check_int(eval_every, "eval_every")
+    patience = check_int(patience, "patience")
+    if eval_batches is not None:
+        eval_batches = check_int(eval_batches, "eval_batches (None: every batch)")
+    if not isinstance(heldout_fraction, (int, float)) or not 0.0 <= heldout_fraction < 1.0:
+        raise ArgumentError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
+    if name == "ba" and estimator_kwargs.get("entropy_y") is not None and preprocess is not None:
+        raise ArgumentError("entropy_y is H(Y) of the raw y, but preprocess changes H(Y): pass preprocess=None "
+                            "with entropy_y")
+    estimator_kwargs.setdefault("hidden", DEFAULT_HIDDEN)
+    return FitSettings(critic=defaults.critic, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                       eval_every=eval_every, whiten=whiten, steps=steps, patience=patience,
+                       eval_batches=eval_batches, heldout_fraction=heldout_fraction, early_stopping=early_stopping)
 
 
 # ------------------------------------------------------------------------------------------------------ training
@@ -266,17 +357,54 @@ def _state(module: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _train_one(est, x, y, split: _Split, steps, batch_size, lr, eval_every, patience, val_batch, progress, name,
-               optimizer_kind="adam"):
-    """Train one estimator; returns (history, best_step, steps_run).  The best held-out checkpoint is loaded."""
+class EarlyStopping:
+    """One fit's early stopping: the best held-out loss so far, the (1-based) step and the state it came at, and the
+    checks since without improvement.  ``stopped`` once ``patience`` of those in a row, or when the fit diverged."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_step: int | None = None
+        self.best_state: dict | None = None
+        self.checks_without_improvement = 0
+        self.stopped = False
+
+    def check(self, loss: float, step: int, state=None) -> bool:
+        """Record the held-out ``loss`` after ``step`` steps; True when it is a new best (then ``state()``, when
+        given, is kept as the best state)."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_step, self.checks_without_improvement = loss, step, 0
+            if state is not None:
+                self.best_state = state()
+            return True
+        self.checks_without_improvement += 1
+        if self.checks_without_improvement >= self.patience:
+            self.stopped = True
+        return False
+
+    def stop(self) -> None:
+        """The fit diverged: stop, keeping the best checkpoint so far (if any)."""
+        self.stopped = True
+
+
+@dataclass
+class _Trained:
+    history: np.ndarray        # the per-step training estimate
+    best_step: int | None      # the checkpoint loaded (None: the final state)
+    steps_run: int
+
+
+def _train_one(est, x, y, split: _Split, settings: FitSettings, progress: bool, name: str) -> _Trained:
+    """Train one estimator, then load its best held-out checkpoint."""
     x_train, y_train = x[split.train], y[split.train]
     x_val, y_val = x[split.val], y[split.val]
     early = len(split.val) >= 2
-    optimizer = make_optimizer(est.parameters(), lr, optimizer_kind)
+    val_batch = settings.validation_batch(len(split.val))
+    optimizer = make_optimizer(est.parameters(), settings.lr, settings.optimizer)
     history = []
-    best_loss, best_state, best_step, bad = math.inf, None, None, 0
-    batches = _batches(x_train.shape[0], batch_size, split.generator)
-    for step in tqdm(range(steps), desc=f"fitting {name}", disable=not progress):
+    stopping = EarlyStopping(settings.patience)
+    batches = _batches(x_train.shape[0], settings.batch_size, split.generator)
+    for step in tqdm(range(settings.steps), desc=f"fitting {name}", disable=not progress):
         idx = next(batches)
         out = est(x_train[idx], y_train[idx])
         optimizer.zero_grad(set_to_none=True)
@@ -286,27 +414,21 @@ def _train_one(est, x, y, split: _Split, steps, batch_size, lr, eval_every, pati
         history.append(value)
         if not (math.isfinite(value) and math.isfinite(float(out.loss.detach()))):
             break   # diverged: keep the best checkpoint so far (if any)
-        if early and (step + 1) % eval_every == 0:
+        if early and (step + 1) % settings.eval_every == 0:
             loss = float(np.mean(evaluate(est, x_val, y_val, val_batch, VALIDATION_BATCHES, what="loss")))
-            if loss < best_loss:
-                best_loss, best_state, best_step, bad = loss, _state(est), step + 1, 0
-            else:
-                bad += 1
-                if bad >= patience:
-                    break
-    steps_run = len(history)
-    if early and best_state is not None:
-        est.load_state_dict(best_state)
-    elif early:
-        best_step = None  # never checked (or diverged first): the final state is all there is
-    return np.asarray(history), best_step, steps_run
+            stopping.check(loss, step + 1, state=lambda: _state(est))
+            if stopping.stopped:
+                break
+    if stopping.best_state is not None:
+        est.load_state_dict(stopping.best_state)
+    return _Trained(np.asarray(history), stopping.best_step, len(history))
 
 
-def _train_vmapped(ests, x, y, splits, steps, batch_size, lr, eval_every, patience, val_batch, optimizer_kind="adam"):
+def _train_vmapped(ests, x, y, splits: list[_Split], settings: FitSettings) -> list[_Trained]:
     """Train S estimators of one kind as one stacked model (torch.func: stack_module_state + vmap + one Adam over
     the stacked parameters, which is exactly S independent Adams: the update is elementwise).  Each seed keeps its
     own split, batch order and early stopping; a stopped seed's best checkpoint is frozen, so every seed ends where
-    its own single run would.  Loads each seed's best checkpoint into ``ests[s]``; returns per-seed results."""
+    its own single run would.  Loads each seed's best checkpoint into ``ests[s]``."""
     from torch.func import functional_call, stack_module_state, vmap
 
     S = len(ests)
@@ -324,30 +446,29 @@ def _train_vmapped(ests, x, y, splits, steps, batch_size, lr, eval_every, patien
     x_val = torch.stack([x[s.val] for s in splits])
     y_val = torch.stack([y[s.val] for s in splits])
     early = x_val.shape[1] >= 2
+    val_batch = settings.validation_batch(x_val.shape[1])
     n_val_batches = min(x_val.shape[1] // val_batch, VALIDATION_BATCHES) if early else 0
-    optimizer = make_optimizer(params.values(), lr, optimizer_kind)
-    iters = [_batches(x_train.shape[1], batch_size, s.generator) for s in splits]
+    optimizer = make_optimizer(params.values(), settings.lr, settings.optimizer)
+    iters = [_batches(x_train.shape[1], settings.batch_size, s.generator) for s in splits]
     histories = [[] for _ in range(S)]
-    active = [True] * S
-    best_loss = [math.inf] * S
-    best_step = [None] * S
-    bad = [0] * S
+    # the best states live stacked in best / best_buffers (one slice a seed), not in each record's best_state
+    stopping = [EarlyStopping(settings.patience) for _ in range(S)]
     best = {k: v.detach().clone() for k, v in params.items()}
     best_buffers = {k: v.clone() for k, v in buffers.items()}
     rows = torch.arange(S)[:, None]
-    for step in range(steps):
+    for step in range(settings.steps):
         idx = torch.stack([next(it) for it in iters])
         mi, loss = batched(params, buffers, x_train[rows, idx], y_train[rows, idx])
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimizer.step()
         mi_values, loss_values = mi.detach().tolist(), loss.detach().tolist()
-        for s in range(S):
-            if active[s]:
+        for s, record in enumerate(stopping):
+            if not record.stopped:
                 histories[s].append(mi_values[s])
                 if not (math.isfinite(mi_values[s]) and math.isfinite(loss_values[s])):
-                    active[s] = False
-        if early and (step + 1) % eval_every == 0:
+                    record.stop()
+        if early and (step + 1) % settings.eval_every == 0:
             base.eval()
             with torch.no_grad():
                 val = torch.stack([batched(params, buffers, x_val[:, j * val_batch:(j + 1) * val_batch],
@@ -355,39 +476,68 @@ def _train_vmapped(ests, x, y, splits, steps, batch_size, lr, eval_every, patien
                                    for j in range(n_val_batches)]).double().mean(0).tolist()
             base.train()
             improved = torch.zeros(S, dtype=torch.bool)
-            for s in range(S):
-                if not active[s]:
-                    continue
-                if val[s] < best_loss[s]:
-                    best_loss[s], best_step[s], bad[s] = val[s], step + 1, 0
-                    improved[s] = True
-                else:
-                    bad[s] += 1
-                    if bad[s] >= patience:
-                        active[s] = False
+            for s, record in enumerate(stopping):
+                if not record.stopped:
+                    improved[s] = record.check(val[s], step + 1)
             if improved.any():
                 for k, v in params.items():
                     best[k] = torch.where(improved.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
                 for k, v in buffers.items():
                     best_buffers[k] = torch.where(improved.view(-1, *[1] * (v.dim() - 1)), v, best_buffers[k])
-        if not any(active):
+        if all(record.stopped for record in stopping):
             break
     final = {k: v.detach() for k, v in params.items()}
     out = []
-    for s, est in enumerate(ests):
-        source = best if best_step[s] is not None else final
-        source_buffers = best_buffers if best_step[s] is not None else buffers
+    for s, (est, record) in enumerate(zip(ests, stopping)):
+        checked = record.best_step is not None
+        source, source_buffers = (best, best_buffers) if checked else (final, buffers)
         state = {k: source[k][s] for k in params}
         state.update({k: source_buffers[k][s] for k in buffers})
         est.load_state_dict(state)
-        out.append((np.asarray(histories[s]), best_step[s], len(histories[s])))
+        out.append(_Trained(np.asarray(histories[s]), record.best_step, len(histories[s])))
     return out
 
 
-def _sizes(n, batch_size, heldout_fraction, early_stopping):
+@contextmanager
+def _input_checks_off(ests):
+    """Switch off the estimators' per-call input checks for the block (vmap cannot trace their value reads), and
+    back on however the block ends."""
+    previous = [e.validate for e in ests]
+    for e in ests:
+        e.validate = False
+    try:
+        yield
+    finally:
+        for e, validate in zip(ests, previous):
+            e.validate = validate
+
+
+def _fit(name: str, ests, x, y, splits: list[_Split], settings: FitSettings, vectorize: bool,
+         progress: bool) -> list[_Trained]:
+    """Train each seed's estimator: as one vectorised model where it can be, else one after another."""
+    if len(ests) > 1 and vectorize and name in VMAP_ESTIMATORS:
+        with _input_checks_off(ests):
+            return _train_vmapped(ests, x, y, splits, settings)
+    return [_train_one(e, x, y, sp, settings, progress, name) for e, sp in zip(ests, splits)]
+
+
+def _seeded_estimator(name: str, x_dim: int, y_dim: int, seed: int, estimator_kwargs: dict) -> MIEstimator:
+    torch.manual_seed(seed)   # the estimator's initial weights
+    return build_estimator(name, x_dim, y_dim, **estimator_kwargs)
+
+
+def _prepare(x, y, preprocess: str | None, whiten: bool):
+    x, y = apply_preprocess(x, preprocess), apply_preprocess(y, preprocess)
+    if whiten:
+        x, y = whiten_columns(x), whiten_columns(y)
+    return x, y
+
+
+def _sizes(n: int, settings: FitSettings):
     """(n_val, n_test) rows: the report needs one batch; validation takes half the held-out rows when it can."""
+    batch_size, heldout_fraction = settings.batch_size, settings.heldout_fraction
     n_heldout = int(round(n * heldout_fraction))
-    n_val = min(n_heldout // 2, n_heldout - batch_size) if early_stopping else 0
+    n_val = min(n_heldout // 2, n_heldout - batch_size) if settings.early_stopping else 0
     if n_val < 2:
         n_val = 0
     n_test = n_heldout - n_val
@@ -398,7 +548,9 @@ def _sizes(n, batch_size, heldout_fraction, early_stopping):
     return n_val, n_test
 
 
-def _report(est, name, x, y, split, batch_size, eval_batches, history, best_step, steps_run, steps, seed, prep):
+def _report(est, name: str, x, y, split: _Split, trained: _Trained, settings: FitSettings, seed: int,
+            prep: str | None) -> MIResult:
+    batch_size, eval_batches = settings.batch_size, settings.eval_batches
     x_train, y_train = x[split.train], y[split.train]
     train_values = evaluate(est, x_train, y_train, batch_size, eval_batches)
     train_mi, train_se, train_std = _mean_stderr(train_values)
@@ -410,14 +562,13 @@ def _report(est, name, x, y, split, batch_size, eval_batches, history, best_step
         n_eval = len(heldout_values)
         # the train estimate uses as many batches as the held-out one, so their standard errors compare
         train_mi, train_se, train_std = _mean_stderr(train_values[:len(heldout_values)])
-    result = MIResult(
+    return MIResult(
         estimator=name, mi=heldout_mi if heldout_mi is not None else train_mi,
         stderr=heldout_se if heldout_se is not None else train_se, std=std, direction=est.direction,
-        cap=est.cap(batch_size), batch_size=batch_size, steps=steps, train_mi=train_mi, train_stderr=train_se,
-        heldout_mi=heldout_mi, heldout_stderr=heldout_se, n_eval_batches=n_eval, history=history,
-        preprocess=prep, best_step=best_step, steps_run=steps_run, seed=seed)
-    result.estimator_module = est  # kept for inspection (not part of to_dict)
-    return result
+        cap=est.cap(batch_size), batch_size=batch_size, steps=settings.steps, train_mi=train_mi,
+        train_stderr=train_se, heldout_mi=heldout_mi, heldout_stderr=heldout_se, n_eval_batches=n_eval,
+        history=trained.history, preprocess=prep, best_step=trained.best_step, steps_run=trained.steps_run,
+        seed=seed, estimator_module=est)
 
 
 def _combine_seeds(results: list[MIResult], name: str) -> MIResult:
@@ -448,23 +599,32 @@ def _combine_seeds(results: list[MIResult], name: str) -> MIResult:
                                  f"({failed[0].failure})")
     if not ok:
         combined.failed, combined.failure = True, f"every seed failed; seed {first.seed}: {first.failure}"
-    combined.estimator_modules = [getattr(r, "estimator_module", None) for r in results]
+    combined.estimator_modules = [r.estimator_module for r in results]
     return combined
 
 
-def training_defaults(name: str, x_dim: int, y_dim: int, critic: str | None = None) -> dict:
-    """What ``estimate()`` uses for each setting left at None: batch_size, lr, optimizer, eval_every, whiten, and the
-    critic it picks (None: the estimator's own).  Critic bounds on wide inputs (min(x_dim, y_dim) >
-    ``REPRESENTATION_DIM``, no ``critic`` given) get ``REPRESENTATION_DEFAULTS``; everything else the defaults
-    chosen on the task suite.  The ``mi-toolkit estimate`` CLI checks its rows against these."""
-    if (name in ESTIMATORS and issubclass(ESTIMATORS[name][0], CriticEstimator) and critic is None
-            and min(x_dim, y_dim) > REPRESENTATION_DIM):
-        wide = REPRESENTATION_DEFAULTS
-        return {"critic": wide["critic"], "batch_size": wide["batch_size"],
-                "lr": wide["lr"] * WIDE_LR_SCALE.get(name, 1.0), "optimizer": wide["optimizer"],
-                "eval_every": wide["eval_every"], "whiten": wide["whiten"]}
-    return {"critic": None, "batch_size": DEFAULT_BATCH_SIZE, "lr": DEFAULT_LR, "optimizer": "adam",
-            "eval_every": DEFAULT_EVAL_EVERY, "whiten": False}
+def _check_choices(name, on_failure: str, preprocess) -> None:
+    if not isinstance(name, str) or (name not in ESTIMATORS and name not in CLASSICAL):
+        valid = ", ".join(sorted(set(ESTIMATORS) | set(CLASSICAL)))
+        raise ArgumentError(f"unknown estimator {name!r}; valid estimators: {valid}")
+    if on_failure not in ("warn", "raise"):
+        raise ArgumentError(f"on_failure must be 'warn' or 'raise', got {on_failure!r}")
+    if preprocess not in ("copula", "standardize", None):
+        raise ArgumentError(f"preprocess must be 'copula', 'standardize' or None, got {preprocess!r}")
+
+
+def _guard(results: list[MIResult], name: str, n_rows: int, on_failure: str) -> MIResult:
+    """Diagnose and guard each seed's result; with several seeds, the one result that combines them."""
+    if len(results) == 1:
+        return _finish(results[0], n_rows, on_failure, warn=False)
+    # a failed seed is left out of the mean, not raised: only a combination that failed as a whole raises
+    results = [_finish(r, n_rows, "warn", warn=False) for r in results]
+    combined = _combine_seeds(results, name)
+    if combined.failed and on_failure == "raise":
+        raise EstimationFailed(f"{name}: {combined.failure}")
+    if combined.failed:
+        combined.warnings.insert(0, f"no estimate: {combined.failure}")
+    return combined
 
 
 def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_size: int | None = None,
@@ -502,13 +662,7 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     """
     # the arguments first, then the data, then the estimator's own options, and only then whether the data is
     # large enough for them (so a misspelt name is reported as such, whatever the data)
-    if not isinstance(name, str) or (name not in ESTIMATORS and name not in CLASSICAL):
-        valid = ", ".join(sorted(set(ESTIMATORS) | set(CLASSICAL)))
-        raise ArgumentError(f"unknown estimator {name!r}; valid estimators: {valid}")
-    if on_failure not in ("warn", "raise"):
-        raise ArgumentError(f"on_failure must be 'warn' or 'raise', got {on_failure!r}")
-    if preprocess not in ("copula", "standardize", None):
-        raise ArgumentError(f"preprocess must be 'copula', 'standardize' or None, got {preprocess!r}")
+    _check_choices(name, on_failure, preprocess)
     seed = check_int(seed, "seed", minimum=0)
     n_seeds = 1 if seeds is None else check_int(seeds, "seeds")
     x, y = check_samples(x, y, min_batch=2)
@@ -516,74 +670,24 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     if name in CLASSICAL:
         return _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, estimator_kwargs)
 
-    chosen = training_defaults(name, x.shape[1], y.shape[1], critic=estimator_kwargs.get("critic"))
-    if chosen["critic"] is not None:
-        estimator_kwargs["critic"] = chosen["critic"]
-    batch_size = chosen["batch_size"] if batch_size is None else batch_size
-    lr = chosen["lr"] if lr is None else lr
-    optimizer = chosen["optimizer"] if optimizer is None else optimizer
-    eval_every = chosen["eval_every"] if eval_every is None else eval_every
-    whiten = chosen["whiten"] if whiten is None else whiten
-    if optimizer not in ("adam", "sgd"):
-        raise ArgumentError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-    if whiten not in (None, True, False):
-        raise ArgumentError(f"whiten must be True, False or None, got {whiten!r}")
-    batch_size = check_int(batch_size, "batch_size", minimum=2)
-    steps = check_int(steps, "steps")
-    lr = check_number(lr, "lr", positive=True)
-    eval_every = check_int(eval_every, "eval_every")
-    patience = check_int(patience, "patience")
-    if eval_batches is not None:
-        eval_batches = check_int(eval_batches, "eval_batches (None: every batch)")
-    if not isinstance(heldout_fraction, (int, float)) or not 0.0 <= heldout_fraction < 1.0:
-        raise ArgumentError(f"heldout_fraction must be in [0, 1), got {heldout_fraction!r}")
-    if name == "ba" and estimator_kwargs.get("entropy_y") is not None and preprocess is not None:
-        raise ArgumentError("entropy_y is H(Y) of the raw y, but preprocess changes H(Y): pass preprocess=None "
-                            "with entropy_y")
-    estimator_kwargs.setdefault("hidden", DEFAULT_HIDDEN)
-    torch.manual_seed(seed)   # the estimator's initial weights
-    est = build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs)   # checks the options
-    n = x.shape[0]
-    n_val, n_test = _sizes(n, batch_size, heldout_fraction, early_stopping)
-    x, y = apply_preprocess(x, preprocess), apply_preprocess(y, preprocess)
-    if whiten:
-        x, y = whiten_columns(x), whiten_columns(y)
-    val_batch = min(batch_size, n_val) if n_val else batch_size
+    settings = _resolve_settings(
+        name, x.shape[1], y.shape[1], preprocess, estimator_kwargs, steps=steps, batch_size=batch_size, lr=lr,
+        eval_every=eval_every, patience=patience, optimizer=optimizer, whiten=whiten, eval_batches=eval_batches,
+        heldout_fraction=heldout_fraction, early_stopping=early_stopping)
     seed_list = [seed + i for i in range(n_seeds)]
+    ests = [_seeded_estimator(name, x.shape[1], y.shape[1], seed, estimator_kwargs)]   # checks the options
+    n = x.shape[0]
+    n_val, n_test = _sizes(n, settings)
+    x, y = _prepare(x, y, preprocess, settings.whiten)
     splits = [_split(n, n_val, n_test, s) for s in seed_list]
-
-    ests = [est]
-    for s in seed_list[1:]:
-        torch.manual_seed(s)
-        ests.append(build_estimator(name, x.shape[1], y.shape[1], **estimator_kwargs))
+    ests += [_seeded_estimator(name, x.shape[1], y.shape[1], s, estimator_kwargs) for s in seed_list[1:]]
     with value_checks(False):   # the data was checked once; a diverging critic is caught by the guards
-        if n_seeds > 1 and vectorize and name in VMAP_ESTIMATORS:
-            for e in ests:
-                e.validate = False
-            trained = _train_vmapped(ests, x, y, splits, steps, batch_size, lr, eval_every, patience, val_batch,
-                                     optimizer)
-            for e in ests:
-                e.validate = True
-        else:
-            trained = [_train_one(e, x, y, sp, steps, batch_size, lr, eval_every, patience, val_batch,
-                                  progress, name, optimizer) for e, sp in zip(ests, splits)]
-        results = [_report(e, name, x, y, sp, batch_size, eval_batches, *t, steps, s, preprocess)
+        trained = _fit(name, ests, x, y, splits, settings, vectorize, progress)
+        results = [_report(e, name, x, y, sp, t, settings, s, preprocess)
                    for e, sp, t, s in zip(ests, splits, trained, seed_list)]
-    results = [_finish(r, n, on_failure if n_seeds == 1 else "warn", warn=False) for r in results]
-    if n_seeds == 1:
-        result = results[0]
-        if warn:
-            for message in result.warnings:
-                warnings.warn(f"{name}: {message}", MIEstimateWarning, stacklevel=2)
-        return result
-    result = _combine_seeds(results, name)
-    if result.failed and on_failure == "raise":
-        raise EstimationFailed(f"{name}: {result.failure}")
-    if result.failed:
-        result.warnings.insert(0, f"no estimate: {result.failure}")
+    result = _guard(results, name, n, on_failure)
     if warn:
-        for message in result.warnings:
-            warnings.warn(f"{name}: {message}", MIEstimateWarning, stacklevel=2)
+        _warn(result, stacklevel=2)
     return result
 
 

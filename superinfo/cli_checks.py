@@ -1,157 +1,28 @@
-"""Every ``superinfo`` argument checked before any compute, in one place.
+"""Every ``superinfo`` check that argparse cannot make alone, in one place, before any compute.
 
-``harden(parser)`` runs once over the built parser: each option's type gets its range (by destination, so a new
-option with a known name is covered as it is added), every option gets a help text and its default in ``--help``,
-and the commands that write results get ``--overwrite``.  ``validate(args)`` runs after parsing and before the
-command: files and folders readable, outputs writable and not holding earlier results, settings that depend on each
-other; it creates nothing.  ``interrupted(args)`` is what Ctrl-C prints: what is on disk, how to continue.
+Ranges and choices are checked while parsing: the train, sweep and world flags by the types their settings
+declare (``superinfo.trainer.TrainConfig``, ``superinfo.world.WorldConfig``), the other commands' by the types
+``superinfo.cli`` gives them.  ``validate(args)`` runs after parsing and before the command: files and folders
+readable, outputs writable and not holding earlier results, settings that depend on each other.  It deletes
+nothing: it sets ``args.replaces`` to the names ``--overwrite`` would replace, and the command runs inside
+``mi_toolkit.cli_support.ReplaceOnSuccess``, which moves them aside and deletes them only once the new results
+exist.  ``interrupted(args)`` is what Ctrl-C prints: what is on disk, how to continue.
 """
 from __future__ import annotations
 
-import argparse
-import math
-import shutil
 from pathlib import Path
 
-from mi_toolkit.cli_support import (HelpFormatter, check_input_dir, check_output_dir, check_output_file,
-                                    progress_default)
+from mi_toolkit.cli_support import check_input_dir, check_output_dir, check_output_file, progress_default
 from mi_toolkit.errors import ArgumentError
 
-__all__ = ["harden", "validate", "interrupted"]
+__all__ = ["RUN_FILES", "validate", "interrupted"]
 
-# (kind, minimum, maximum, minimum excluded, maximum excluded); kind: "int" or "float"; lists are checked item-wise
-_INT1, _INT0, _POS, _NONNEG, _FINITE = ("int", 1, None), ("int", 0, None), ("float", 0, None, True), \
-    ("float", 0, None), ("float", None, None)
-RANGES = {
-    "steps": _INT1, "epochs": _INT1, "z_dim": _INT1, "hidden": _INT1, "head_hidden": _INT1, "head_layers": _INT0,
-    "knn_k": _INT1, "k": _INT1, "log_every": _INT1, "stop_after_epochs": _INT1, "max_steps_per_epoch": _INT1,
-    "width": _INT1, "shared_dim": _INT1, "t1_dim": _INT1, "image_size": ("int", 4, None),
-    "seed": _INT0, "world_seed": _INT0, "threads": _INT0, "num_workers": _INT0, "encoder_layers": _INT0,
-    "nuisance_dim": _INT0, "probe_samples": ("int", 10, None), "batch_size": ("int", 2, None),
-    "lr": _POS, "probe_lr": _POS, "temperature": _POS, "knn_temperature": _POS, "lambda_slack": _POS,
-    "noise_std": _POS, "weight_decay": _NONNEG, "warmup_epochs": _NONNEG, "lambda_warmup_epochs": _NONNEG,
-    "lambda_ramp_epochs": _NONNEG, "momentum": ("float", 0, 1, False, True), "final_lr_factor": ("float", 0, 1),
-    "lambda_a": _FINITE, "lambda_b": _FINITE, "lambda_superinfo": _FINITE, "sigma": _POS,
-    "lambdas": _FINITE, "lambdas_a": _FINITE, "lambdas_b": _FINITE, "seeds": _INT0, "epoch_grid": _INT1,
-    "images": ("int", 2, None), "views": ("int", 2, None), "backbone_dim": _INT0, "backbone_noise": _NONNEG,
-    "t1_std": _POS,
-}
-# per-command exceptions: feature extraction works with any batch
-COMMAND_RANGES = {("eval", "batch_size"): _INT1, ("transfer", "batch_size"): _INT1}
-NAMES = {"bounds": ("kl", "club"), "protocols": ("linear", "knn")}
-
-HELP = {
-    "seed": "random seed", "steps": "training steps", "batch_size": "samples (pairs) per step",
-    "lr": "learning rate (Adam)", "z_dim": "dimension of the representation z", "hidden": "hidden width of each head",
-    "world": "the multi-view world: linear (exact information) or nonlinear", "shared_dim": "dimension of the shared "
-    "part s", "nuisance_dim": "dimension of each view's superfluous part", "t1_dim": "dimension of view 1's task part "
-    "t1", "probe_samples": "samples for the linear probes", "threads": "CPU threads (0: all cores)",
-    "lambdas": "comma list of lambda values", "bounds": "comma list of conditional bounds: kl, club",
-    "seeds": "comma list of seeds", "epochs": "pre-training epochs", "weight_decay": "weight decay",
-    "momentum": "SGD/LARS momentum, in [0, 1)", "warmup_epochs": "linear learning-rate warm-up epochs",
-    "head_hidden": "hidden width of the projection head (default: the feature dimension)",
-    "head_layers": "hidden layers of the projection head", "knn_k": "neighbours of the final kNN evaluation",
-    "knn_temperature": "vote temperature of the final kNN evaluation", "num_workers": "DataLoader worker processes",
-    "allow_negative_lambda": "accept lambda < 0 (rewards superfluous information)",
-    "download": "download missing data sets through torchvision",
-    "verify": "skip the md5 checks (files you made or converted yourself)",
-    "progress": "no progress bars", "sync_bn": "per-process BatchNorm statistics",
-    "run": "run folder (config.json + checkpoint.pt)", "protocol": "linear (logistic regression) or knn",
-    "device": "auto, cpu, cuda, cuda:1, ...", "preset": "the preset the grid starts from",
-    "conditional": "upper bound on the conditional terms (default: the preset's)", "out": "output file",
-}
-# the commands whose --out holds results that --overwrite may replace
-OVERWRITE = ("world", "sweep-world", "train", "demo", "sweep", "export")
-RUN_FILES = ("checkpoint.pt", "config.json", "log.csv", "eval.json", "transfer.json", "timing.json", "tb")
-
-
-def _ranged(parse, spec, flag):
-    kind, lo, hi = spec[0], spec[1], spec[2]
-    lo_open = len(spec) > 3 and spec[3]
-    hi_open = len(spec) > 4 and spec[4]
-
-    def check_one(v):
-        if isinstance(v, str) or isinstance(v, bool):       # 'auto', 'learned', ...: the original type decided
-            return v
-        if not math.isfinite(v):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {v!r}")
-        low = lo is not None and (v <= lo if lo_open else v < lo)
-        high = hi is not None and (v >= hi if hi_open else v > hi)
-        if low or high:
-            parts = ([f"{'>' if lo_open else '>='} {lo:g}"] if lo is not None else []) + \
-                    ([f"{'<' if hi_open else '<='} {hi:g}"] if hi is not None else [])
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind == 'int' else 'a number'} "
-                                             f"{' and '.join(parts)}, got {v!r}")
-        return v
-
-    def wrapped(text):
-        value = parse(text)
-        if isinstance(value, list):
-            if not value:
-                raise argparse.ArgumentTypeError(f"expected at least one value, got {text!r}")
-            return [check_one(v) for v in value]
-        return check_one(value)
-
-    wrapped.__name__ = getattr(parse, "__name__", "value")
-    return wrapped
-
-
-def _names(parse, valid, what):
-    def wrapped(text):
-        names = parse(text)
-        bad = [n for n in names if n not in valid]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, bad))}; valid: {', '.join(valid)}")
-        return names
-    wrapped.__name__ = "name list"
-    return wrapped
-
-
-def _subparsers(parser):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices
-    return {}
-
-
-def harden(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    from .tools.transfer import TRANSFER_DATASETS
-
-    parser.formatter_class = HelpFormatter
-    for command, sp in _subparsers(parser).items():
-        sp.formatter_class = HelpFormatter
-        for action in sp._actions:
-            if not action.option_strings or action.dest == "help":
-                continue
-            spec = COMMAND_RANGES.get((command, action.dest), RANGES.get(action.dest))
-            if spec is not None and action.type is not None:
-                action.type = _ranged(action.type, spec, action.option_strings[0])
-            if action.dest in NAMES and action.type is not None:
-                action.type = _names(action.type, NAMES[action.dest], action.dest[:-1])
-            if action.dest == "datasets" and action.type is not None:
-                action.type = _names(action.type, TRANSFER_DATASETS, "dataset")
-            if not action.help:
-                action.help = HELP.get(action.dest, action.dest.replace("_", " "))
-        if command == "eval":       # --k left out: 200, capped at the training set; given: must fit in it
-            k = next(a for a in sp._actions if a.dest == "k")
-            k.default, k.help = None, "kNN neighbours, at most the training set size (default: 200, capped at it)"
-        if command == "demo":       # progress on by default on a terminal; seeds as strict as elsewhere
-            seeds = next(a for a in sp._actions if a.dest == "seeds")
-            seeds.type = _seed_text
-            prog = next(a for a in sp._actions if a.dest == "progress")
-            prog.default, prog.help = None, "progress bars (default: on when stderr is a terminal)"
-            sp.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-            sp.add_argument("--resume", action="store_true",
-                            help="continue an interrupted demo in --out (finished runs are kept)")
-        if command in OVERWRITE:
-            sp.add_argument("--overwrite", action="store_true",
-                            help="replace the results an existing --out holds (never without this flag)")
-    return parser
-
-
-def _seed_text(text: str) -> str:
-    from mi_toolkit.cli_support import int_list
-    return ",".join(str(v) for v in int_list(0)(text))
+# what each command writes into its --out: what --overwrite may replace (anything else there is left alone)
+RUN_FILES = ("checkpoint.pt", "config.json", "log.csv", "eval.json", "transfer.json", "timing.json", "probe.json",
+             "tb")
+WORLD_FILES = ("world.json", "sweep.json", "world_sweep.png")
+DEMO_FILES = ("untrained-seed*", "simclr-seed*", "superinfo-seed*", "eval.json", "demo.png")
+SWEEP_FILES = ("runs", "sweep.csv", "sweep.json", "sweep.png", "sweep_bracket.png")
 
 
 # --------------------------------------------------------------------------------------------------- validate
@@ -192,7 +63,8 @@ def _check_run(path, flag="--run"):
 
 
 def _check_data_root(root, dataset, download, flag="--data-root"):
-    if dataset in ("digits", "synthetic"):      # shipped with scikit-learn; random images
+    from .data.sources import needs_root
+    if dataset != "transfer" and not needs_root(dataset):      # digits (shipped with scikit-learn), synthetic (random images)
         return
     if root is None:
         raise ArgumentError(f"{flag} DIR is required for --dataset {dataset} (only digits, e.g. --preset digits, "
@@ -205,17 +77,15 @@ def _check_data_root(root, dataset, download, flag="--data-root"):
     check_input_dir(root, flag)
 
 
-def _check_out_dir(args, *, resumable=None, known=None):
-    """--out: new, empty, or (--overwrite) replaced; ``known`` lists what --overwrite removes."""
-    out = Path(args.out)
-    check_output_dir(out, "--out", overwrite=getattr(args, "overwrite", False), resumable=resumable)
-    if getattr(args, "overwrite", False) and out.is_dir() and known:
-        for name in known:
-            for p in out.glob(name):
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+def _check_out_dir(args, *, resumable=None, known=()):
+    """--out: new, empty, or (--overwrite) to be replaced; ``known``: the names this command writes there, the only
+    ones --overwrite replaces (``args.replaces``; nothing is touched here)."""
+    check_output_dir(args.out, "--out", overwrite=getattr(args, "overwrite", False), resumable=resumable,
+                     known=known)
+    args.replaces = tuple(known) if getattr(args, "overwrite", False) else ()
 
 
-def _validate_train(args, train_config_from_args):
+def _validate_train(args):
     from .trainer.run import CHECKPOINT, CONFIG
 
     _check_device(args.device)
@@ -230,10 +100,7 @@ def _validate_train(args, train_config_from_args):
         return
     if args.out is None:
         raise ArgumentError("--out RUN_DIR is required (or --resume RUN_DIR)")
-    cfg = train_config_from_args(args)          # every setting's own check (TrainConfig.validate)
-    from .data.datasets import DATASETS
-    if cfg.dataset not in DATASETS:
-        raise ArgumentError(f"--dataset {cfg.dataset!r} is unknown; valid: {', '.join(DATASETS)}")
+    cfg = args.train_config         # built (and every setting checked) once, from the flags
     _check_data_root(cfg.data_root, cfg.dataset, cfg.download)
     out = Path(args.out)
     if (out / CHECKPOINT).exists() and not args.overwrite:
@@ -242,18 +109,18 @@ def _validate_train(args, train_config_from_args):
     _check_out_dir(args, resumable=f"continue a run with superinfo train --resume {args.out}", known=RUN_FILES)
 
 
-def validate(args, train_config_from_args=None) -> None:
-    """Everything a command needs that argparse cannot check alone; raises ArgumentError, creates nothing.
-    ``train_config_from_args(args)``: the TrainConfig a train command line asks for (superinfo.cli's; passed in so
-    this module does not import the CLI)."""
+def validate(args) -> None:
+    """Everything a command needs that argparse cannot check alone; raises ArgumentError, creates and deletes
+    nothing (``args.replaces``: what --overwrite will replace once the command succeeds)."""
     command = args.command
+    args.replaces = ()
     if hasattr(args, "progress") and command in ("demo", "train") and args.progress is None:
         args.progress = progress_default(None)
     if command in ("world", "sweep-world"):
         _check_lower_bound(args.lower_bound, "--lower-bound")
-        _check_out_dir(args, known=("world.json", "sweep.json", "world_sweep.png"))
+        _check_out_dir(args, known=WORLD_FILES)
     elif command == "train":
-        _validate_train(args, train_config_from_args)
+        _validate_train(args)
     elif command == "eval":
         _check_run(args.run)
         _check_device(args.device)
@@ -265,18 +132,17 @@ def validate(args, train_config_from_args=None) -> None:
             if not Path(args.out).is_dir():
                 raise ArgumentError(f"--resume: {args.out} holds no demo to continue; run without --resume")
         else:
-            _check_out_dir(args, resumable="continue an interrupted demo with --resume",
-                           known=("untrained-seed*", "simclr-seed*", "superinfo-seed*", "eval.json", "demo.png"))
+            _check_out_dir(args, resumable="continue an interrupted demo with --resume", known=DEMO_FILES)
     elif command == "sweep":
         from .tools.sweep import SPEC_FILE
         _check_device(args.device)
         out = Path(args.out)
         if not (out / SPEC_FILE).exists():      # a sweep folder resumes (reruns skip finished points); others...
-            _check_out_dir(args, resumable=None, known=("runs", "sweep.csv", "sweep.json", "sweep.png"))
+            _check_out_dir(args, resumable=None, known=SWEEP_FILES)
         elif args.overwrite:
-            _check_out_dir(args, known=("runs", "sweep.csv", "sweep.json", "sweep.png", SPEC_FILE))
-        from .trainer.config import PRESETS
-        dataset = args.dataset or PRESETS[args.preset]["dataset"]
+            _check_out_dir(args, known=SWEEP_FILES + (SPEC_FILE,))
+        from .trainer.config import RUN_PRESETS
+        dataset = args.dataset or RUN_PRESETS[args.preset]["dataset"]
         _check_data_root(args.data_root, dataset, args.download)
     elif command == "export":
         _check_run(args.run)

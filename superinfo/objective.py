@@ -38,11 +38,21 @@ from mi_toolkit.validation import check_int, check_matrix, check_number, check_p
 
 __all__ = [
     "CONDITIONAL_BOUNDS", "DEFAULT_TEMPERATURE", "TEMPERATURES", "GaussianPosterior", "GaussianPosteriorHead", "SuperInfoLoss",
-    "SuperInfoTerms", "club_conditional_bound", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
+    "SuperInfoTerms", "club_conditional_bound", "contrastive_terms", "cosine_similarity_scores", "kl_conditional_bound", "ntxent_loss",
     "ntxent_loss_local", "ntxent_mi_estimate", "pairwise_infonce_loss", "pairwise_infonce_loss_local",
 ]
 
 CONDITIONAL_BOUNDS = ("kl", "club")
+
+
+def contrastive_terms() -> tuple:
+    """The names a contrastive term (lower bound on I(z1; z2)) may take: ``ntxent`` (SimCLR's), ``pairwise`` (the
+    one-direction InfoNCE bound) and every lower bound of the mi_toolkit registry."""
+    import mi_toolkit
+    from mi_toolkit.estimators import ESTIMATORS
+    return ("ntxent", "pairwise") + tuple(n for n in mi_toolkit.available_estimators()
+                                          if ESTIMATORS[n][0].direction == "lower")
+
 # NT-Xent's temperature: one default per use, all of them here.
 TEMPERATURES = {
     "loss": 0.1,            # the functions and SuperInfoLoss: SimCLR's best value at large batches

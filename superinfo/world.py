@@ -13,37 +13,77 @@ too (``*_mean`` keys): for a linear encoder they only see the subspace W spans, 
 """
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mi_toolkit.atomic import write_json_atomically
+from mi_toolkit.settings import INT0, INT1, NONNEGATIVE, POSITIVE, Range, check_settings, setting
 from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from synthetic.gaussian import gaussian_conditional_mi
 from synthetic.multiview import EntangledMultiViewWorld, LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
 from .lambdas import AUTO, DEFAULT_SLACK, lambda_weights
-from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss
+from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss, contrastive_terms
 
-__all__ = ["DEFAULTS", "WORLDS", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
+__all__ = ["DEFAULTS", "WORLDS", "WorldConfig", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
            "exact_quantities"]
 
 WORLDS = {"linear": MultiViewWorld, "nonlinear": NonlinearMultiViewWorld, "entangled": EntangledMultiViewWorld}
 
-# steps: 3000, because plain NT-Xent keeps piling up superfluous information long after its probe accuracy has
-# settled (4.0 nats at 800 steps, 6.1 at 3000: docs/superinfo-world.md), and a penalty is judged against a converged
-# baseline.  lambda_warmup: the share of the steps at lambda = 0 before the penalty (or automatic lambda) starts.
-DEFAULTS = dict(
-    lower_bound="pairwise", temperature=TEMPERATURES["world"], steps=3000, batch_size=256, lr=0.01, z_dim=8,
-    sigma=1.0,
-    encoder_layers=0, hidden=64, shared_dim=4, nuisance_dim=6, t1_dim=2, noise_std=0.3, world="linear",
-    probe_samples=4000, probe_steps=100, log_every=50, lambda_warmup=0.25, lambda_ramp=0.0, lambda_slack=DEFAULT_SLACK,
-    backbone_dim=0, backbone_noise=0.5, t1_std=0.6,
-)
-# backbone_dim > 0: a noisy linear backbone h = B v + c + backbone_noise * eps sits between each view and its head,
-# and the probes read h (as the paper evaluates the backbone).  t1_std: the entangled world's t1 scale.
+_BATCH, _PROBE_SAMPLES, _SHARE = Range(int, 2), Range(int, 10), Range(float, 0, 1)
+
+
+@dataclass
+class WorldConfig:
+    """The world run's settings, each declared once: ``world`` and ``sweep-world`` flags, ``run_world``'s options
+    (``DEFAULTS``) and their checks come from these fields.
+
+    steps: 3000, because plain NT-Xent keeps piling up superfluous information long after its probe accuracy has
+    settled (4.0 nats at 800 steps, 6.1 at 3000: docs/superinfo-world.md), and a penalty is judged against a
+    converged baseline."""
+
+    lower_bound: str = setting("pairwise", "lower bound on I(z1;z2): pairwise (default: the one-direction InfoNCE "
+                               "bound, so that the exact I(z1;z2) and its bound compare), ntxent (SimCLR's) or one of "
+                               "the mi_toolkit registry", choices=contrastive_terms)
+    temperature: float = setting(TEMPERATURES["world"], "NT-Xent temperature", range=POSITIVE)
+    # the API takes steps=0 (the untrained heads, a notebook's reference point); a command line has nothing to train
+    steps: int = setting(3000, "training steps", range=INT0, cli_range=INT1)
+    batch_size: int = setting(256, "samples (pairs) per step", range=_BATCH)
+    lr: float = setting(0.01, "learning rate (Adam)", range=POSITIVE)
+    z_dim: int = setting(8, "dimension of the representation z", range=INT1)
+    sigma: float | str = setting(1.0, "encoder noise: a fixed number, 'learned' (bounded, per dimension) or "
+                                 "'amortized'", range=POSITIVE, special=("learned", "amortized"))
+    encoder_layers: int = setting(0, "hidden layers of each head (0: linear, the only case with exact information)",
+                                  range=INT0)
+    hidden: int = setting(64, "hidden width of each head", range=INT1)
+    shared_dim: int = setting(4, "dimension of the shared part s", range=INT1)
+    nuisance_dim: int = setting(6, "dimension of each view's superfluous part", range=INT0)
+    t1_dim: int = setting(2, "dimension of view 1's task part t1", range=INT1)
+    noise_std: float = setting(0.3, "std of e1, e2: how differently the two views see the shared part",
+                               range=POSITIVE)
+    world: str = setting("linear", "linear (t1 in view 1's nuisance), entangled (t1 on the shared directions) or "
+                         "nonlinear", choices=tuple(WORLDS))
+    probe_samples: int = setting(4000, "samples for the linear probes", range=_PROBE_SAMPLES)
+    probe_steps: int = setting(100, "L-BFGS steps of each linear probe", range=INT1)
+    log_every: int = setting(50, "steps per history row (0: no history)", range=INT0)
+    lambda_warmup: float = setting(0.25, "share of the steps at lambda = 0 before the penalty (or automatic "
+                                   "lambda) starts", range=_SHARE)
+    lambda_ramp: float = setting(0.0, "share of the steps of the linear ramp to lambda after the warm-up",
+                                 range=_SHARE)
+    lambda_slack: float = setting(DEFAULT_SLACK, "auto: the share of the contrastive estimate the penalty may cost",
+                                  range=Range(float, 0, 1, low_open=True, high_open=True))
+    backbone_dim: int = setting(0, "width of a noisy linear backbone between each view and its head (0: none); the "
+                                "probes read it", range=INT0)
+    backbone_noise: float = setting(0.5, "std of the backbone's noise", range=NONNEGATIVE)
+    t1_std: float = setting(0.6, "entangled world: std of t1", range=POSITIVE)
+
+
+DEFAULTS = dataclasses.asdict(WorldConfig())
 
 
 class NoisyLinearBackbone(torch.nn.Module):
@@ -151,16 +191,6 @@ def _probe_accuracies(world, head1, n, steps, generator, backbone=None) -> dict:
     return out
 
 
-def _check_options(bound, world, steps, batch_size):
-    if bound not in CONDITIONAL_BOUNDS:
-        raise ArgumentError(f"unknown bound {bound!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
-    if world not in WORLDS:
-        raise ArgumentError(f"unknown world {world!r}; valid: {', '.join(WORLDS)}")
-    for value, name, minimum in ((steps, "steps", 0), (batch_size, "batch_size", 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str = "kl", seed: int = 0,
               world_seed: int | None = None, allow_negative_lambda: bool = False, out: str | Path | None = None,
               **options) -> dict:
@@ -175,8 +205,10 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
     unknown = sorted(set(options) - set(DEFAULTS))
     if unknown:
         raise ArgumentTypeError(f"run_world got unknown options {unknown}; valid: {', '.join(sorted(DEFAULTS))}")
+    if bound not in CONDITIONAL_BOUNDS:
+        raise ArgumentError(f"unknown bound {bound!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
+    check_settings(WorldConfig(**options))
     cfg = {**DEFAULTS, **options}
-    _check_options(bound, cfg["world"], cfg["steps"], cfg["batch_size"])
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ArgumentError(f"seed must be an integer >= 0, got {seed!r}")
     world_seed = seed if world_seed is None else world_seed

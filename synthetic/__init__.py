@@ -1,7 +1,8 @@
 """Synthetic data with known mutual information.
 
 ``synthetic.gaussian``: Gaussian closed forms.  ``synthetic.tasks``: the task protocols (``MITask``,
-``ConditionalMITask``), the tasks, MI-preserving transforms (``Transformed`` wraps any task) and the ``Staircase``.
+``ConditionalMITask``), the tasks, ``Transformed`` (wraps any task) and the ``Staircase``.  ``synthetic.transforms``:
+the MI-preserving transforms (with their Jacobians, where they have one).
 ``synthetic.multiview``: the multi-view worlds.  ``synthetic.bench`` / ``synthetic.cli``: the bias benchmark and the
 ``mi-toolkit`` command.
 """
@@ -16,28 +17,32 @@ from .gaussian import (
 from .multiview import (EntangledMultiViewWorld, LinearGaussianEncoder, MultiViewSample, MultiViewWorld,
                         NonlinearMultiViewWorld)
 from .tasks import (
-    TRANSFORMS,
     AdditiveNoise,
-    Bimodal,
-    Multinormal,
-    NormalCDF,
-    Spiral,
-    SwissRoll,
-    Wiggly,
-    Asinh,
     ConditionalGaussian,
     ConditionalMITask,
     CorrelatedGaussian,
-    Cubic,
-    HalfCube,
     MITask,
-    RandomRotation,
+    Multinormal,
     Staircase,
     StudentT,
-    Transform,
     Transformed,
-    make_transform,
     student_t_mi_correction,
+)
+from .transforms import (
+    TRANSFORMS,
+    Asinh,
+    Bimodal,
+    Cubic,
+    HalfCube,
+    Identity,
+    JacobianUnavailableError,
+    NormalCDF,
+    RandomRotation,
+    Spiral,
+    SwissRoll,
+    Transform,
+    Wiggly,
+    make_transform,
 )
 
 TASKS = {"gaussian": CorrelatedGaussian, "student-t": StudentT}
@@ -46,7 +51,7 @@ __all__ = [
     "TASKS", "TRANSFORMS", "Asinh", "CorrelatedGaussian", "Cubic", "HalfCube", "RandomRotation", "Staircase",
     "StudentT", "Transform", "make_transform", "rho_for_mi", "student_t_mi_correction",
     "MITask", "ConditionalMITask", "Transformed", "AdditiveNoise", "Multinormal", "NormalCDF", "Wiggly", "Bimodal",
-    "Spiral", "SwissRoll",
+    "Spiral", "SwissRoll", "Identity", "JacobianUnavailableError",
     "ConditionalGaussian", "LinearGaussianEncoder", "MultiViewSample", "EntangledMultiViewWorld", "MultiViewWorld", "NonlinearMultiViewWorld",
     "gaussian_conditional_mi", "gaussian_entropy", "gaussian_kl", "gaussian_mi", "random_invertible_matrix",
 ]

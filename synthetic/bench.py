@@ -25,6 +25,7 @@ from mi_toolkit.estimators import (ESTIMATORS, UPPER, ConditionalEstimator, avai
 from mi_toolkit.fit import make_adam
 
 from .tasks import CorrelatedGaussian, Staircase, StudentT
+from .transforms import JacobianUnavailableError
 
 DEFAULT_ESTIMATORS = ("infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club", "l1out")
 RECORD_FIELDS = ["estimator", "direction", "task", "dim", "batch_size", "true_mi", "mean", "std", "stderr", "bias",
@@ -72,12 +73,21 @@ class BenchConfig:
         return StudentT(self.dim, self.dof, mi=mi)
 
 
+def known_entropy_y(task) -> float | None:
+    """H(Y) of a task that knows it; None for one that does not (no ``entropy_y``, or a transform without a
+    Jacobian, which says so by raising)."""
+    try:
+        return getattr(task, "entropy_y", None)
+    except JacobianUnavailableError:
+        return None
+
+
 def build_for_bench(name: str, config: BenchConfig, task):
     """The estimator as the benchmark trains it: the same critic / conditional size for every bound."""
     if issubclass(ESTIMATORS[name][0], ConditionalEstimator):  # a learned q(y|x), not a critic
         kwargs = dict(hidden=config.hidden, layers=config.layers)
         if name == "ba":
-            kwargs["entropy_y"] = getattr(task, "entropy_y", None)  # "given H(Y)" when the task knows it
+            kwargs["entropy_y"] = known_entropy_y(task)  # "given H(Y)" when the task knows it
         return build_estimator(name, task.dim_x, task.dim_y, **kwargs)
     return build_estimator(name, task.dim_x, task.dim_y, critic=config.critic, hidden=config.hidden,
                            layers=config.layers, embed_dim=config.embed_dim)

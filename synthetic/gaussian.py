@@ -117,7 +117,8 @@ def gaussian_conditional_mi(cov, a_idx, b_idx, c_idx=()) -> float:
 
 
 def gaussian_mi(cov, a_idx, b_idx) -> float:
-    """I(A;B) in nats for jointly Gaussian variables."""
+    """I(A;B) in nats for jointly Gaussian variables with covariance ``cov`` (the closed form; the plug-in estimate
+    from samples is ``mi_toolkit.classical.gaussian_plugin_mi``)."""
     return gaussian_conditional_mi(cov, a_idx, b_idx, ())
 
 

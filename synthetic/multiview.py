@@ -26,7 +26,7 @@ import torch
 from mi_toolkit.validation import check_int, check_number
 
 from .gaussian import _check_cov, _expected_kl, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix
-from .tasks import make_transform
+from .transforms import make_transform
 
 __all__ = ["EntangledMultiViewWorld", "LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld",
            "NonlinearMultiViewWorld"]

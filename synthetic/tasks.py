@@ -7,8 +7,8 @@ The conditional task (``ConditionalGaussian``) satisfies ``ConditionalMITask``: 
 
 * Tasks: ``CorrelatedGaussian``, ``Multinormal`` (dense / sparse, any dims), ``StudentT`` (any dims, any dof),
   ``AdditiveNoise`` (1-D); ``ConditionalGaussian``.  ``synthetic.suite`` names the standard suite built from them.
-* MI-preserving transforms (``Transform`` and its subclasses, by name through ``make_transform``) and
-  ``Transformed(task, transform_x, transform_y)``, which applies them to any task's samples and keeps its MI.
+* ``Transformed(task, transform_x, transform_y)`` applies MI-preserving transforms (``synthetic.transforms``) to
+  any task's samples and keeps its MI.
 * ``Staircase``: the benchmark's schedule of MI levels.
 """
 from __future__ import annotations
@@ -18,17 +18,17 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from scipy import integrate, special, stats
+from scipy import special, stats
 
+from mi_toolkit.errors import ArgumentError
 from mi_toolkit.validation import check_int, check_number
 
 from .gaussian import LOG_2PI, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix, rho_for_mi
+from .transforms import Transform, make_transform
 
 __all__ = [
-    "MITask", "ConditionalMITask", "Transform", "Cubic", "Asinh", "HalfCube", "RandomRotation", "TRANSFORMS",
-    "make_transform", "Transformed", "CorrelatedGaussian", "StudentT", "ConditionalGaussian", "Staircase",
-    "NormalCDF", "Wiggly", "Bimodal", "Spiral", "SwissRoll", "AdditiveNoise", "Multinormal",
-    "student_t_mi_correction",
+    "MITask", "ConditionalMITask", "Transformed", "CorrelatedGaussian", "StudentT", "ConditionalGaussian", "Staircase",
+    "AdditiveNoise", "Multinormal", "student_t_mi_correction",
 ]
 
 
@@ -64,223 +64,6 @@ class ConditionalMITask(Protocol):
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(x [n, dim_x], y [n, dim_y], z [n, dim_z])``."""
         ...
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# MI-preserving transforms (elementwise and invertible, or orthogonal): they change H(Y), never I(X;Y).
-# ---------------------------------------------------------------------------------------------------------------
-def _expected_under_normal(fn) -> float:
-    """E fn(z), z ~ N(0, 1), by adaptive quadrature."""
-    value, _ = integrate.quad(lambda z: fn(z) * math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi), -np.inf, np.inf,
-                              limit=200)
-    return value
-
-
-class Transform:
-    name = "identity"
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return y
-
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return y
-
-    def log_abs_det_jacobian(self, y0: torch.Tensor) -> torch.Tensor:
-        """log |det d forward / d y0| per row, at the untransformed y0."""
-        return torch.zeros(y0.shape[0], dtype=y0.dtype, device=y0.device)
-
-    def entropy_shift(self, dim: int) -> float:
-        """H(f(Y0)) - H(Y0) for Y0 ~ N(0, I_dim)."""
-        return 0.0
-
-    def out_dim(self, dim: int) -> int:
-        """Features after the transform of a dim-feature side (an embedding may add some: the Swiss roll)."""
-        return dim
-
-
-class Cubic(Transform):
-    name = "cubic"
-
-    def forward(self, y):
-        return y ** 3
-
-    def inverse(self, y):
-        return torch.sign(y) * y.abs() ** (1.0 / 3.0)
-
-    def log_abs_det_jacobian(self, y0):
-        return (math.log(3.0) + 2.0 * torch.log(y0.abs())).sum(-1)
-
-    def entropy_shift(self, dim):
-        # E log|z| = -(gamma + log 2) / 2 for z ~ N(0, 1)
-        return dim * (math.log(3.0) - (np.euler_gamma + math.log(2.0)))
-
-
-class Asinh(Transform):
-    name = "asinh"
-
-    def forward(self, y):
-        return torch.asinh(y)
-
-    def inverse(self, y):
-        return torch.sinh(y)
-
-    def log_abs_det_jacobian(self, y0):
-        return (-0.5 * torch.log1p(y0 ** 2)).sum(-1)
-
-    def entropy_shift(self, dim):
-        return dim * _expected_under_normal(lambda z: -0.5 * math.log1p(z * z))
-
-
-class HalfCube(Transform):
-    """y -> y |y|^{1/2} (Czyz et al. 2023)."""
-    name = "half-cube"
-
-    def forward(self, y):
-        return y * y.abs().sqrt()
-
-    def inverse(self, y):
-        return torch.sign(y) * y.abs() ** (2.0 / 3.0)
-
-    def log_abs_det_jacobian(self, y0):
-        return (math.log(1.5) + 0.5 * torch.log(y0.abs())).sum(-1)
-
-    def entropy_shift(self, dim):
-        return dim * (math.log(1.5) - 0.25 * (np.euler_gamma + math.log(2.0)))
-
-
-class RandomRotation(Transform):
-    """y -> Q y with a random orthogonal Q (seeded): entropy and MI unchanged, coordinates mixed."""
-    name = "rotation"
-
-    def __init__(self, dim: int, seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.matrix = torch.as_tensor(stats.ortho_group.rvs(dim, random_state=rng) if dim > 1 else np.ones((1, 1)),
-                                      dtype=torch.float32)
-
-    def forward(self, y):
-        return y @ self.matrix.to(y).T
-
-    def inverse(self, y):
-        return y @ self.matrix.to(y)
-
-
-def _interp(values: torch.Tensor, xp: np.ndarray, fp: np.ndarray) -> torch.Tensor:
-    """Piecewise-linear monotone map through the table (xp, fp): invertible, so it keeps MI exactly."""
-    out = np.interp(values.detach().cpu().double().numpy(), xp, fp)
-    return torch.as_tensor(out, dtype=values.dtype, device=values.device)
-
-
-class NormalCDF(Transform):
-    """y -> Phi(y) per coordinate (Czyz et al. 2023): uniform margins on (0, 1)."""
-    name = "normal-cdf"
-
-    def forward(self, y):
-        return torch.special.ndtr(y)
-
-    def inverse(self, y):
-        return torch.special.ndtri(y)
-
-
-class Wiggly(Transform):
-    """y -> y + 0.4 sin(y) + 0.2 sin(1.7 y + 1) per coordinate: strictly increasing (slope >= 0.26), wiggly."""
-    name = "wiggly"
-    _grid = np.linspace(-12.0, 12.0, 48001)
-
-    @staticmethod
-    def _f(y):
-        return y + 0.4 * np.sin(y) + 0.2 * np.sin(1.7 * y + 1.0)
-
-    def forward(self, y):
-        return y + 0.4 * torch.sin(y) + 0.2 * torch.sin(1.7 * y + 1.0)
-
-    def inverse(self, y):
-        return _interp(y, self._f(self._grid), self._grid)
-
-
-class Bimodal(Transform):
-    """y -> F^{-1}(Phi(y)) per coordinate, F the CDF of 0.5 N(-1, 0.4^2) + 0.5 N(1, 0.4^2): standard normal
-    margins become bimodal.  F^{-1} o Phi is tabulated and interpolated piecewise linearly (increasing, so the
-    tabulated map itself is invertible and MI is kept exactly, whatever the table's accuracy)."""
-    name = "bimodal"
-    _t = np.linspace(-5.0, 5.0, 40001)
-    _z = stats.norm.ppf(np.clip(0.5 * stats.norm.cdf((_t + 1.0) / 0.4) + 0.5 * stats.norm.cdf((_t - 1.0) / 0.4),
-                                1e-300, 1 - 1e-16))
-
-    def forward(self, y):
-        return _interp(y, self._z, self._t)
-
-    def inverse(self, y):
-        return _interp(y, self._t, self._z)
-
-
-class Spiral(Transform):
-    """x -> rotation of each coordinate pair (0,1), (2,3), ... by the angle speed * |x|^2 (Czyz et al.'s spiral):
-    the norm is kept, so the inverse rotates back by speed * |y|^2.  Needs dim >= 2."""
-    name = "spiral"
-
-    def __init__(self, speed: float = 0.5):
-        self.speed = float(speed)
-
-    def _rotate(self, v, sign):
-        if v.shape[1] < 2:
-            raise ValueError(f"the spiral needs at least 2 features, got {v.shape[1]}")
-        angle = sign * self.speed * (v * v).sum(1, keepdim=True)
-        c, s_ = torch.cos(angle), torch.sin(angle)
-        out = v.clone()
-        pairs = v.shape[1] // 2
-        a, b = v[:, 0:2 * pairs:2], v[:, 1:2 * pairs:2]
-        out[:, 0:2 * pairs:2] = c * a - s_ * b
-        out[:, 1:2 * pairs:2] = s_ * a + c * b
-        return out
-
-    def forward(self, y):
-        return self._rotate(y, 1.0)
-
-    def inverse(self, y):
-        return self._rotate(y, -1.0)
-
-    def out_dim(self, dim):
-        if dim < 2:
-            raise ValueError(f"the spiral needs at least 2 features, got {dim}")
-        return dim
-
-
-class SwissRoll(Transform):
-    """2-D -> 3-D Swiss roll: u = Phi(x) in (0, 1)^2, t = 1.5 pi (1 + 2 u_0), out = (t cos t, 21 u_1, t sin t) / 10.
-    Injective (a smooth embedding), so MI is kept; the output lies on a 2-D surface in 3-D."""
-    name = "swiss-roll"
-
-    def forward(self, y):
-        if y.shape[1] != 2:
-            raise ValueError(f"the Swiss roll takes 2 features, got {y.shape[1]}")
-        u = torch.special.ndtr(y)
-        t = 1.5 * math.pi * (1.0 + 2.0 * u[:, 0])
-        return torch.stack([t * torch.cos(t), 21.0 * u[:, 1], t * torch.sin(t)], 1) / 10.0
-
-    def inverse(self, y):
-        y = y * 10.0
-        t = torch.sqrt(y[:, 0] ** 2 + y[:, 2] ** 2)   # the radius is t itself
-        u0 = (t / (1.5 * math.pi) - 1.0) / 2.0
-        return torch.special.ndtri(torch.stack([u0, y[:, 1] / 21.0], 1).clamp(1e-12, 1 - 1e-12))
-
-    def out_dim(self, dim):
-        if dim != 2:
-            raise ValueError(f"the Swiss roll takes 2 features, got {dim}")
-        return 3
-
-
-TRANSFORMS = {"identity": Transform, "cubic": Cubic, "asinh": Asinh, "half-cube": HalfCube, "rotation": RandomRotation,
-              "normal-cdf": NormalCDF, "wiggly": Wiggly, "bimodal": Bimodal, "spiral": Spiral, "swiss-roll": SwissRoll}
-
-
-def make_transform(name: str | Transform | None, dim: int, seed: int = 0) -> Transform:
-    if name is None:
-        return Transform()
-    if isinstance(name, Transform):
-        return name
-    if name not in TRANSFORMS:
-        raise ValueError(f"unknown transform {name!r}; valid transforms: {', '.join(sorted(TRANSFORMS))}")
-    return RandomRotation(dim, seed) if name == "rotation" else TRANSFORMS[name]()
 
 
 class Transformed:
@@ -327,21 +110,26 @@ class Transformed:
 class CorrelatedGaussian:
     """x, y0 ~ N(0, I_dim) with corr(x_k, y0_k) = rho on each coordinate; y = transform(y0).
 
-    True MI = -(dim/2) log(1 - rho^2), whatever the (invertible) transform.  Knows H(Y) and the true conditional
-    log p(y|x), so the optimal critic and the exact CLUB value can be written down.  Its samples equal those of
-    ``Transformed(CorrelatedGaussian(dim, mi), transform_y=transform, seed=seed)``, which knows none of that.
+    True MI = -(dim/2) log(1 - rho^2), whatever the (invertible) transform.  When the transform knows its Jacobian
+    it knows H(Y) and the true conditional log p(y|x), so the optimal critic and the exact CLUB value can be written
+    down; otherwise (the Swiss roll, which embeds y in 3-D; a ``Transform`` without a Jacobian) those raise
+    ``JacobianUnavailableError``.  ``dim_y`` is the transform's output width (3 for the Swiss roll).  Its samples
+    equal those of ``Transformed(CorrelatedGaussian(dim, mi), transform_y=transform, seed=seed)``, which knows none
+    of that.
     """
 
     def __init__(self, dim: int, mi: float, transform: str | Transform | None = None, seed: int = 0):
-        self.dim = self.dim_x = self.dim_y = check_int(dim, "dim")
+        self.dim = self.dim_x = check_int(dim, "dim")
         self.mi = check_number(mi, "mi", nonnegative=True)
         self.rho = rho_for_mi(self.dim, self.mi)
         self.transform = make_transform(transform, self.dim, seed)
+        self.dim_y = self.transform.out_dim(self.dim)
         self.name = f"gaussian(dim={self.dim}, mi={self.mi:g}" + (
             f", {self.transform.name})" if self.transform.name != "identity" else ")")
 
     @property
     def entropy_y(self) -> float:
+        """H(Y) in nats: N(0, I_dim)'s entropy plus the transform's ``entropy_shift``."""
         return 0.5 * self.dim * (1.0 + LOG_2PI) + self.transform.entropy_shift(self.dim)
 
     @property
@@ -414,12 +202,12 @@ class Multinormal:
         self.mi = check_number(mi, "mi", nonnegative=True)
         self.mi_error = 0.0
         if kind not in ("dense", "sparse"):
-            raise ValueError(f"kind must be 'dense' or 'sparse', got {kind!r}")
+            raise ArgumentError(f"kind must be 'dense' or 'sparse', got {kind!r}")
         self.kind = kind
         k = min(self.dim_x, self.dim_y)
         self.pairs = check_int(pairs if pairs is not None else (k if kind == "dense" else min(2, k)), "pairs")
         if self.pairs > k:
-            raise ValueError(f"pairs must be <= min(dim_x, dim_y) = {k}, got {self.pairs}")
+            raise ArgumentError(f"pairs must be <= min(dim_x, dim_y) = {k}, got {self.pairs}")
         self.rho = rho_for_mi(self.pairs, self.mi)
         rng = np.random.default_rng(seed)
         if kind == "dense":
@@ -473,16 +261,16 @@ class StudentT:
         self.correction = student_t_mi_correction(self.dof, self.dim_x, self.dim_y)
         self.mi_error = 0.0
         if (mi is None) == (rho is None):
-            raise ValueError("give exactly one of mi (nats) or rho (per-coordinate correlation)")
+            raise ArgumentError("give exactly one of mi (nats) or rho (per-coordinate correlation)")
         if mi is not None:
             mi = check_number(mi, "mi", nonnegative=True)
             if mi < self.correction:
-                raise ValueError(f"mi must be >= {self.correction:.4f} nats for dim={dim}, dof={dof:g} "
+                raise ArgumentError(f"mi must be >= {self.correction:.4f} nats for dim={dim}, dof={dof:g} "
                                  f"(the heavy tail alone carries that much), got {mi}")
             self.rho = rho_for_mi(self.pairs, mi - self.correction)
         else:
             if not (isinstance(rho, (int, float)) and 0 <= rho < 1):
-                raise ValueError(f"rho must be in [0, 1), got {rho!r}")
+                raise ArgumentError(f"rho must be in [0, 1), got {rho!r}")
             self.rho = float(rho)
         self.mi = -0.5 * self.pairs * math.log1p(-self.rho ** 2) + self.correction
         dims = f"dim={self.dim}" if self.dim_y == self.dim_x else f"{self.dim_x}x{self.dim_y}"
@@ -583,7 +371,7 @@ class ConditionalGaussian:
         """p(target | given) as ``(gain, cov)``: mean = gain @ concat(given), covariance ``cov`` (zero means)."""
         for name in (target, *given):
             if name not in self.blocks:
-                raise ValueError(f"unknown variable {name!r}; valid: x, y, z")
+                raise ArgumentError(f"unknown variable {name!r}; valid: x, y, z")
         t = self.blocks[target]
         g = np.concatenate([self.blocks[n] for n in given])
         c = self.covariance
@@ -621,7 +409,7 @@ class Staircase:
 
     def __init__(self, levels=(2.0, 4.0, 6.0, 8.0, 10.0), steps_per_level: int = 2000):
         if len(levels) == 0:
-            raise ValueError("levels must hold at least one MI value")
+            raise ArgumentError("levels must hold at least one MI value")
         self.levels = [check_number(m, "mi", nonnegative=True) for m in levels]
         self.steps_per_level = check_int(steps_per_level, "steps_per_level")
 

@@ -18,8 +18,9 @@ from torch.utils.data import Dataset
 from fixtures_state import assert_same_state
 from mi_toolkit.distributed import all_gather_with_grad
 from superinfo.trainer.distributed import CrossRankBatchNorm, DistContext, convert_batchnorm
-from superinfo.trainer.loop import (NonFiniteLossError, TrainConfig, _train_step, build_training,
-                                    check_distributed_settings, forward_backward, load_checkpoint, read_metrics, train)
+from superinfo.trainer.loop import (NonFiniteLossError, TrainConfig, build_training,
+                                    check_distributed_settings, forward_backward, load_checkpoint, read_metrics, train,
+                                    train_step)
 
 GLOBAL_BATCH = 12           # divisible by 2 and 3
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -237,7 +238,7 @@ FULL_STEP = dict(lambda_a=0.1, kernel_backend="chunked", optimizer="sgd", moment
 
 def _full_step(t, batch) -> dict:
     lr = t.optimizer.param_groups[0]["lr"]
-    metrics = dict(read_metrics(t, _train_step(t, batch), steps=1), lr=lr)
+    metrics = dict(read_metrics(t, train_step(t, batch), steps=1), lr=lr)
     return {"metrics": metrics, "model": {k: v.clone() for k, v in t.model.state_dict().items()},
             "probe": {k: v.clone() for k, v in t.probe.state_dict().items()}}
 
@@ -275,7 +276,7 @@ def _non_finite_part(rank, world, out):
         x1 = x1.clone()
         x1[0] = float("nan")
     try:
-        read_metrics(t, _train_step(t, (x1, x2, y)), steps=1)
+        read_metrics(t, train_step(t, (x1, x2, y)), steps=1)
         message = None
     except NonFiniteLossError as err:
         message = str(err)

@@ -143,3 +143,49 @@ def test_estimate_checks_the_arguments_before_the_data_size():
         mi_toolkit.estimate(x, y, "smile", lr=0.0)
     with pytest.raises(ValueError, match="batch_size=128 needs at least 128 training"):
         mi_toolkit.estimate(x, y, "smile")
+
+
+def test_early_stopping_keeps_the_best_check_and_stops_after_patience():
+    from mi_toolkit.fit import EarlyStopping
+
+    record = EarlyStopping(patience=2)
+    assert record.check(1.0, 10, state=lambda: "at 10") and record.best_state == "at 10"
+    assert not record.check(1.5, 20) and not record.stopped
+    assert record.check(0.5, 30, state=lambda: "at 30") and record.checks_without_improvement == 0
+    assert not record.check(0.5, 40) and not record.check(0.7, 50)    # a tie is no improvement
+    assert record.stopped and (record.best_loss, record.best_step, record.best_state) == (0.5, 30, "at 30")
+    diverged = EarlyStopping(patience=5)
+    diverged.stop()
+    assert diverged.stopped and diverged.best_step is None and diverged.best_state is None
+
+
+def test_input_checks_come_back_on_even_when_the_vectorised_fit_fails():
+    from mi_toolkit.fit import _input_checks_off
+
+    ests = [mi_toolkit.estimator("smile", 2, 2, hidden=8) for _ in range(2)]
+    with pytest.raises(RuntimeError, match="boom"), _input_checks_off(ests):
+        assert not any(e.validate for e in ests)
+        raise RuntimeError("boom")
+    assert all(e.validate for e in ests)
+
+
+def test_the_fitted_modules_are_declared_but_not_figures():
+    x, y = CONVERGENCE_TASK.sample(400, torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MIEstimateWarning)
+        one = mi_toolkit.estimate(x, y, "smile", steps=20, batch_size=32, hidden=8)
+        two = mi_toolkit.estimate(x, y, "smile", steps=20, batch_size=32, hidden=8, seeds=2)
+    assert isinstance(one.estimator_module, torch.nn.Module) and one.estimator_modules == []
+    assert two.estimator_module is None and all(isinstance(m, torch.nn.Module) for m in two.estimator_modules)
+    for result in (one, two):
+        assert not {"estimator_module", "estimator_modules"} & set(result.to_dict())
+        assert "estimator_module" not in repr(result)
+
+
+def test_training_defaults_report_the_fit_settings_defaults():
+    from mi_toolkit.fit import DEFAULTED_SETTINGS, FitSettings, training_defaults
+
+    assert training_defaults("doe", 2, 2) == {key: getattr(FitSettings(), key) for key in DEFAULTED_SETTINGS}
+    assert list(training_defaults("smile", 40, 40)) == list(DEFAULTED_SETTINGS)
+    with pytest.raises(AttributeError):
+        FitSettings().lr = 1.0   # frozen: one resolved set of settings per fit

@@ -94,16 +94,16 @@ from host_syncs import BATCH, CountHostReads, Pairs  # noqa: E402
 @pytest.mark.parametrize("lambda_a, probe", [(0.0, True), (0.1, True), (0.1, False)])
 def test_a_training_step_reads_nothing_back_and_a_log_row_reads_once(tmp_path, lambda_a, probe):
     from superinfo.trainer import TrainConfig, build_training
-    from superinfo.trainer.loop import _Interval, _train_step
+    from superinfo.trainer.loop import MetricInterval, train_step
 
     cfg = TrainConfig(dataset="digits", out=str(tmp_path), arch="tiny", width=4, z_dim=8, epochs=1, batch_size=BATCH,
                       warmup_epochs=0, num_workers=0, device="cpu", lambda_a=lambda_a, probe=probe,
                       lambda_warmup_epochs=0, lambda_ramp_epochs=0)      # lambda constant: loss = c + lambda * U
     t = build_training(cfg, Pairs(), num_classes=3)
-    interval = _Interval(t)
+    interval = MetricInterval(t)
     with CountHostReads() as steps:
         for batch, _ in zip(t.loader, range(10)):       # log_every's default: 10 steps between rows
-            interval.add(_train_step(t, batch), BATCH, 1e-3)
+            interval.add(train_step(t, batch), BATCH, 1e-3)
     device_reads = {k: v for k, v in steps.counts.items() if not k.startswith("host-side")}
     assert device_reads == {}
     with CountHostReads() as row:

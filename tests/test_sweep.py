@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from superinfo.cli import main
-from superinfo.trainer import PRESETS
+from superinfo.trainer import RUN_PRESETS
 from superinfo.tools.sweep import SweepSpec, collect, format_table, mean_std, run_point, run_sweep, summarize
 
 # a tiny encoder and two steps per epoch: each run trains and evaluates in about a second
@@ -143,7 +143,7 @@ def test_negative_lambda_needs_the_allow_flag_and_unknown_preset_is_named():
 def test_product_grid_when_lambda_b_is_given():
     points = tiny_spec(lambdas_a=(0.0, 0.1), lambdas_b=(0.0, 1.0), epochs=(1, 3), seeds=(0,)).points()
     assert len(points) == 8 and len({p.name for p in points}) == 8
-    assert tiny_spec(epochs=None).points()[0].epochs == PRESETS["digits"]["epochs"]    # the preset's
+    assert tiny_spec(epochs=None).points()[0].epochs == RUN_PRESETS["digits"]["epochs"]    # the preset's
 
 
 def test_summary_skips_missing_values_and_uses_sample_std():

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from fixtures_state import assert_same_state
 import superinfo.data as train_mod  # load_datasets: what the trainer and eval read
 from superinfo.cli import build_parser, main, train_config_from_args
-from superinfo.trainer import (PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
+from superinfo.trainer import (RUN_PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
                              preset_config, resume, train)
 
 
@@ -150,9 +150,9 @@ def test_registry_lower_bound_and_club_train(tmp_path):
     assert ckpt["loss_fn"]  # the critic's weights are part of the run
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(RUN_PRESETS))
 def test_every_preset_builds(name):
-    single_process = {"sync_bn": False} if PRESETS[name].get("sync_bn") else {}   # needs torchrun otherwise
+    single_process = {"sync_bn": False} if RUN_PRESETS[name].get("sync_bn") else {}   # needs torchrun otherwise
     # a generic two-view data set stands in for the real one, so the loader path (digits' preset holds its uint8
     # images on the device)
     cfg = preset_config(name, out="unused", data_root="unused", num_workers=0, device="cpu", data_pipeline="auto",
@@ -181,8 +181,10 @@ def test_cli_overrides_and_presets():
                               "--optimizer", "adam", "--cifar-stem", "true"])
     cfg = train_config_from_args(args)
     assert (cfg.arch, cfg.optimizer, cfg.cifar_stem) == ("resnet50", "adam", True)
-    with pytest.raises(ValueError, match="unknown arch"):
-        train_config_from_args(parser.parse_args(["train", "--dataset", "cifar10", "--arch", "vgg"]))
+    with pytest.raises(SystemExit):         # refused while parsing (argparse names --arch) ...
+        parser.parse_args(["train", "--dataset", "cifar10", "--arch", "vgg"])
+    with pytest.raises(ValueError, match="unknown arch 'vgg'"):     # ... and by the config itself (the API)
+        preset_config("cifar10", arch="vgg")
     assert main(["train", "--preset", "cifar10"]) == 2   # no --out / --data-root: exit 2 with a message
 
 
@@ -198,6 +200,6 @@ def test_every_temperature_default_comes_from_the_one_table():
 
     assert SuperInfoLoss(8).temperature == TEMPERATURES["loss"] and DEFAULTS["temperature"] == TEMPERATURES["world"]
     assert TrainConfig().temperature == TEMPERATURES["small_images"]
-    for name in PRESETS:
+    for name in RUN_PRESETS:
         expected = TEMPERATURES[name if name in ("imagenet", "digits") else "small_images"]
         assert preset_config(name, sync_bn=False).temperature == expected, name

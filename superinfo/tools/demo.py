@@ -61,9 +61,7 @@ def raw_pixel_reference(cfg) -> dict:
 
 def _untrained_model(cfg):
     seed_everything(cfg.seed)           # what build_training does before build_model: the init both methods start from
-    return build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                       head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma,
-                       mean_on_sphere=cfg.mean_on_sphere)
+    return cfg.build_model()
 
 
 def _untrained_record(cfg, folder: Path) -> dict:

@@ -1,142 +1,190 @@
-"""Every setting of a run (``TrainConfig``), the presets (one table: data set x protocol) and the settings derived
-from them (device, autocast dtype, memory format).
+"""Every setting of a run (``TrainConfig``, each declared once with its help, range and resume rule), the run
+presets (one table: data set x protocol) and the settings derived from them, resolved once (``RunPlan``).
 
     from superinfo.trainer import preset_config
     cfg = preset_config("cifar10", data_root="data", out="runs/c10", lambda_a=0.1)
+    plan = cfg.resolve()            # device, autocast dtype, memory format, local batch, image size, seeds
+
+Adding a setting is one field below: the ``train`` and ``sweep`` flags, ``validate()``'s check and the resume rule
+come from its ``setting(...)``.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from mi_toolkit.errors import ArgumentError
 from mi_toolkit.kernels import CALLER_BACKENDS
+from mi_toolkit.settings import FINITE, INT0, INT1, NONNEGATIVE, POSITIVE, Range, check_settings, setting, settings_of
 
 from ..lambdas import AUTO, DEFAULT_SLACK
-from ..objective import CONDITIONAL_BOUNDS, TEMPERATURES
-from .models import ARCHS
+from ..objective import CONDITIONAL_BOUNDS, TEMPERATURES, contrastive_terms
+from .models import ARCHS, build_model
 
-__all__ = ["DATA_PIPELINES", "FINAL_EVALS", "METHODS", "PRESETS", "RESUME_OVERRIDABLE", "TrainConfig", "amp_dtype", "lambda_epochs", "preset_config",
-           "resolve_device", "uses_channels_last"]
+__all__ = ["DATA_PIPELINES", "FINAL_EVALS", "METHODS", "OPTIMIZERS", "RESUME_OVERRIDABLE", "RUN_PRESETS", "RunPlan",
+           "TrainConfig", "preset_config", "resolve_device"]
 
 FINAL_EVALS = ("knn", "linear", "none")
 DATA_PIPELINES = ("auto", "device", "loader")
 METHODS = ("simclr", "superinfo")
+OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 # lambda > 0 (or auto): held at 0 for this share of the epochs, then ramped to its target over the next share
 LAMBDA_WARMUP_SHARE, LAMBDA_RAMP_SHARE = 0.2, 0.2
+# each rank's own random streams (augmentations, batch order) start this far apart: a prime, so that the streams of
+# (seed, rank) never coincide with those of another seed's rank 0 for the seeds people use
+RANK_SEED_STRIDE = 104_729
+
+
+def _datasets() -> tuple:
+    from ..data import DATASETS
+    return tuple(DATASETS)
+
+
+def _check_device_name(value, name: str) -> None:
+    """A device torch can parse (whether it exists here is the command's check: the config may travel)."""
+    if value == "auto":
+        return
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError, TypeError):
+        raise ArgumentError(f"{name} {value!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
+
+
+_IMAGE_SIZE = Range(int, 4)
+_BATCH = Range(int, 2)
+_MOMENTUM = Range(float, 0, 1, high_open=True)
+_UNIT = Range(float, 0, 1)
+_SLACK = Range(float, 0, 1, low_open=True, high_open=True)
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run (saved as RUN_DIR/config.json).  ``None`` means "derive": ``image_size`` from the data
-    preset, ``width`` from the arch, ``lambda_b`` = ``lambda_a``, ``head_hidden`` = feature dim, ``channels_last``
-    on CUDA only; ``amp="auto"`` is bf16 autocast on CUDA and fp32 elsewhere."""
+    """Every setting of a run (saved as RUN_DIR/config.json), each declared once here with its help, range or
+    choices, whether a resume may change it (``resume=True``) and whether a sweep grids it (``grid``): the
+    ``train`` and ``sweep`` parsers, ``validate()`` and ``RESUME_OVERRIDABLE`` are generated from these fields.
+    ``None`` means "derive" (``resolve()`` does it once): ``image_size`` from the data preset, ``width`` from the
+    arch, ``lambda_b`` = ``lambda_a``, ``head_hidden`` = feature dim, ``channels_last`` on CUDA only;
+    ``amp="auto"`` is bf16 autocast on CUDA and fp32 elsewhere."""
 
-    dataset: str = "cifar10"
-    data_root: str | None = None
-    out: str | None = None
+    dataset: str = setting("cifar10", "data set (superinfo.data; the Python API also takes an in-memory data set "
+                           "under a name of its own)", choices=_datasets, open_choices=True)
+    data_root: str | None = setting(None, "dataset folder", path=True, resume=True)
+    out: str | None = setting(None, "run folder", path=True)
     # model
-    arch: str = "resnet18"
-    width: int | None = None
-    cifar_stem: bool = True
-    image_size: int | None = None
-    z_dim: int = 128
-    head_hidden: int | None = None
-    head_layers: int = 1
-    sigma: float | str = 1.0
-    mean_on_sphere: bool = False    # the head's mean on the unit sphere: the kl term is bounded by 2 / sigma^2
+    arch: str = setting("resnet18", "backbone", choices=ARCHS)
+    width: int | None = setting(None, "backbone width (64 for the standard ResNets)", range=INT1)
+    cifar_stem: bool = setting(True, "3x3 stride-1 stem without max-pool (true/false)", bool_flags="value")
+    image_size: int | None = setting(None, "crop size (default: the data preset's)", range=_IMAGE_SIZE)
+    z_dim: int = setting(128, "dimension of the representation z (projection output)", range=INT1)
+    head_hidden: int | None = setting(None, "hidden width of the projection head (default: the feature dimension)",
+                                      range=INT1)
+    head_layers: int = setting(1, "hidden layers of the projection head", range=INT0)
+    sigma: float | str = setting(1.0, "head noise: a number > 0, 'learned' or 'amortized'", range=POSITIVE,
+                                 special=("learned", "amortized"))
+    mean_on_sphere: bool = setting(False, "the head's mean on the unit sphere, so the kl term is bounded by "
+                                   "2 / sigma^2 (--mean-on-sphere, or true/false; on in the digits preset)",
+                                   bool_flags="bare")
     # objective
-    method: str = "superinfo"
-    lambda_a: float | str = 0.0
-    lambda_b: float | None = None
-    lambda_warmup_epochs: float | None = None
-    lambda_ramp_epochs: float | None = None
-    lambda_slack: float = DEFAULT_SLACK
-    lower_bound: str = "ntxent"
-    conditional: str = "kl"
-    temperature: float | None = TEMPERATURES["small_images"]
-    allow_negative_lambda: bool = False
-    kernel_backend: str = "auto"
+    method: str = setting("superinfo", "simclr (NT-Xent alone) or superinfo (NT-Xent + the superfluous penalty)",
+                          choices=METHODS)
+    lambda_a: float | str = setting(0.0, "weight of the superfluous term I(v1;z1|v2), or 'auto' (one multiplier "
+                                    "for both terms, tuned to keep the contrastive estimate within --lambda-slack)",
+                                    range=FINITE, special=(AUTO,), grid="--lambda-a")
+    lambda_b: float | None = setting(None, "weight of I(v2;z2|v1) (default: --lambda-a).  With one head and a fixed "
+                                     "or learned sigma KL(p1||p2) = KL(p2||p1), so only lambda_a + lambda_b "
+                                     "matters; they differ only with --sigma amortized", range=FINITE,
+                                     grid="--lambda-b")
+    lambda_warmup_epochs: float | None = setting(None, "epochs at lambda = 0 first (default: 20%% of --epochs)",
+                                                 range=NONNEGATIVE)
+    lambda_ramp_epochs: float | None = setting(None, "epochs of the linear ramp to lambda after the warm-up "
+                                               "(default: 20%% of --epochs; not used by auto)", range=NONNEGATIVE)
+    lambda_slack: float = setting(DEFAULT_SLACK, "auto: the share of the contrastive estimate the penalty may cost "
+                                  "(default 0.05)", range=_SLACK)
+    lower_bound: str = setting("ntxent", "the contrastive term: ntxent (SimCLR's, default), pairwise (the "
+                               "one-direction InfoNCE bound) or a lower bound of the mi_toolkit registry",
+                               choices=contrastive_terms, flag="--contrastive")
+    conditional: str = setting("kl", "upper bound on the conditional terms: kl or club", choices=CONDITIONAL_BOUNDS)
+    temperature: float | None = setting(TEMPERATURES["small_images"], "NT-Xent temperature", range=POSITIVE)
+    allow_negative_lambda: bool = setting(False, "accept lambda < 0 (rewards superfluous information)",
+                                          bool_flags="on")
+    kernel_backend: str = setting("auto", "NT-Xent path: auto (fused kernel from 2048 rows), matrix, naive, "
+                                  "chunked or triton", choices=CALLER_BACKENDS, resume=True)
     # optimisation
-    epochs: int = 200
-    batch_size: int = 256
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 1e-6
-    momentum: float = 0.9
-    warmup_epochs: float = 10.0
-    final_lr_factor: float = 0.0
+    epochs: int = setting(200, "pre-training epochs", range=INT1, resume=True, grid="--epochs")
+    batch_size: int = setting(256, "samples (pairs) per step, the global batch", range=_BATCH)
+    optimizer: str = setting("adam", "adam, adamw, sgd or lars", choices=OPTIMIZERS)
+    lr: float = setting(1e-3, "peak learning rate", range=POSITIVE)
+    weight_decay: float = setting(1e-6, "weight decay", range=NONNEGATIVE)
+    momentum: float = setting(0.9, "SGD/LARS momentum, in [0, 1)", range=_MOMENTUM)
+    warmup_epochs: float = setting(10.0, "linear learning-rate warm-up epochs", range=NONNEGATIVE)
+    final_lr_factor: float = setting(0.0, "cosine floor as a fraction of the peak lr", range=_UNIT)
     # probe, evaluation
-    probe: bool = True
-    probe_lr: float = 1e-3
-    final_eval: str = "knn"
-    knn_k: int = 200
-    knn_temperature: float = 0.1
+    probe: bool = setting(True, "no online linear probe", bool_flags="off")
+    probe_lr: float = setting(1e-3, "online linear probe learning rate", range=POSITIVE)
+    final_eval: str = setting("knn", "evaluation at the end of training: knn, linear or none", choices=FINAL_EVALS,
+                              resume=True)
+    knn_k: int = setting(200, "neighbours of the final kNN evaluation", range=INT1)
+    knn_temperature: float = setting(0.1, "vote temperature of the final kNN evaluation", range=POSITIVE)
     # machinery
-    seed: int = 0
-    num_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))   # DataLoader workers
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: bool | None = None
-    sync_bn: bool = False
-    data_pipeline: str = "auto"     # device | loader | auto (device on CUDA when the data set fits: data.device_data)
-    compile: bool = False           # torch.compile the model and the loss
-    synthetic_size: int = 50_000    # images of --dataset synthetic
-    log_every: int = 10
-    stop_after_epochs: int | None = None
-    max_steps_per_epoch: int | None = None
-    download: bool = False
-    verify: bool = True
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
+    seed: int = setting(0, "random seed", range=INT0, grid="--seeds")
+    num_workers: int = setting(None, "DataLoader worker processes", range=INT0, resume=True,
+                               default_factory=lambda: min(4, os.cpu_count() or 1))
+    device: str = setting("auto", "auto, cpu, cuda, cuda:1, ...", check=_check_device_name, resume=True)
+    amp: str = setting("auto", "autocast: auto, none, bf16, fp16", choices=("auto", "none", "bf16", "fp16"))
+    channels_last: bool | None = setting(None, "true/false (default: on CUDA)", bool_flags="value")
+    sync_bn: bool = setting(False, "BatchNorm statistics over the global batch (needs torchrun with >1 process; "
+                            "imagenet preset)", bool_flags="on_off", resume=True)
+    data_pipeline: str = setting("auto", "device (uint8 images on the device, batched augmentation there), loader "
+                                 "(DataLoader, per-image CPU transforms) or auto (default: device on CUDA when the "
+                                 "images fit in 8 GiB and a quarter of the GPU)", choices=DATA_PIPELINES)
+    compile: bool = setting(False, "torch.compile the model and the loss (--compile, or true/false; default false)",
+                            bool_flags="bare", resume=True)
+    synthetic_size: int = setting(50_000, "images of --dataset synthetic (random uint8 images; default 50000)",
+                                  range=INT1)
+    log_every: int = setting(10, "steps per CSV row", range=INT1, resume=True)
+    stop_after_epochs: int | None = setting(None, "stop (resumably) after this many epochs of this call",
+                                            range=INT1, resume=True)
+    max_steps_per_epoch: int | None = setting(None, "cap on steps per epoch (smoke runs)", range=INT1)
+    download: bool = setting(False, "download missing data sets through torchvision", bool_flags="on", resume=True)
+    verify: bool = setting(True, "skip the md5 checks (files you made or converted yourself)", bool_flags="off",
+                           resume=True)
+    progress: bool = setting(True, "no progress bars", bool_flags="off", resume=True)
+    extra: dict = setting(None, "extra SuperInfoLoss keyword arguments (Python API only)", cli=False,
+                          default_factory=dict)
 
     def validate(self) -> "TrainConfig":
-        if self.method not in METHODS:
-            raise ArgumentError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        """Every field's own rule (from its declaration), then the rules that tie several fields together."""
+        check_settings(self)
         if self.method == "simclr" and (self.lambda_a != 0 or self.lambda_b not in (None, 0)
                                         or self.lower_bound != "ntxent"):
             raise ArgumentError("method 'simclr' is NT-Xent alone: it takes no lambda_a / lambda_b (they are 0) and "
                                 f"no other contrastive term (got lower_bound={self.lower_bound!r}); use method "
                                 "'superinfo' for those")
-        if self.lambda_a == AUTO:
-            if self.lambda_b is not None:
-                raise ArgumentError("lambda_b must be left out with lambda_a='auto': one automatic lambda weighs "
-                                    "both superfluous terms")
-        elif isinstance(self.lambda_a, str):
-            raise ArgumentError(f"lambda_a must be a number or 'auto', got {self.lambda_a!r}")
+        if self.lambda_a == AUTO and self.lambda_b is not None:
+            raise ArgumentError("lambda_b must be left out with lambda_a='auto': one automatic lambda weighs "
+                                "both superfluous terms")
         for name in ("lambda_warmup_epochs", "lambda_ramp_epochs"):
             value = getattr(self, name)
-            if value is not None and not 0 <= value <= self.epochs:
+            if value is not None and value > self.epochs:
                 raise ArgumentError(f"{name} must be in [0, epochs = {self.epochs}], got {value!r}")
-        if not 0 < self.lambda_slack < 1:
-            raise ArgumentError(f"lambda_slack must be in (0, 1), got {self.lambda_slack!r}")
-        if self.arch not in ARCHS:
-            raise ArgumentError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHS)}")
-        if self.conditional not in CONDITIONAL_BOUNDS:
-            raise ArgumentError(f"unknown conditional bound {self.conditional!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
-        if self.optimizer not in ("adam", "adamw", "sgd", "lars"):
-            raise ArgumentError(f"unknown optimizer {self.optimizer!r}; valid: adam, adamw, sgd, lars")
-        if self.amp not in ("auto", "none", "bf16", "fp16"):
-            raise ArgumentError(f"amp must be auto, none, bf16 or fp16, got {self.amp!r}")
-        if self.final_eval not in FINAL_EVALS:
-            raise ArgumentError(f"final_eval must be one of {', '.join(FINAL_EVALS)}, got {self.final_eval!r}")
-        for name in ("epochs", "batch_size", "log_every", "z_dim"):
-            if int(getattr(self, name)) < 1:
-                raise ArgumentError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.batch_size < 2:
-            raise ArgumentError("batch_size must be >= 2 (the other rows are the negatives)")
-        if self.lr <= 0:
-            raise ArgumentError(f"lr must be > 0, got {self.lr}")
-        if self.data_pipeline not in DATA_PIPELINES:
-            raise ArgumentError(f"data_pipeline must be one of {', '.join(DATA_PIPELINES)}, got {self.data_pipeline!r}")
-        if isinstance(self.synthetic_size, bool) or not isinstance(self.synthetic_size, int) or self.synthetic_size < 1:
-            raise ArgumentError(f"synthetic_size must be a positive int, got {self.synthetic_size!r}")
-        if self.kernel_backend not in CALLER_BACKENDS:
-            raise ArgumentError(f"kernel_backend must be one of {', '.join(CALLER_BACKENDS)}, got {self.kernel_backend!r}")
+        if not isinstance(self.extra, dict):
+            raise ArgumentError(f"extra must be a dict of SuperInfoLoss keyword arguments, got {self.extra!r}")
         return self
+
+    def build_model(self):
+        """The encoder (backbone + stochastic head) these settings describe."""
+        return build_model(self.arch, width=self.width, cifar_stem=self.cifar_stem, z_dim=self.z_dim,
+                           head_hidden=self.head_hidden, head_layers=self.head_layers, sigma=self.sigma,
+                           mean_on_sphere=self.mean_on_sphere)
+
+    def resolve(self, device=None, rank: int = 0, world_size: int = 1) -> "RunPlan":
+        """Every derived setting, computed once (see ``RunPlan``); ``device``: a torch.device (default: from
+        ``self.device``)."""
+        return RunPlan.of(self, resolve_device(self.device) if device is None else torch.device(device), rank,
+                          world_size)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,7 +201,7 @@ class TrainConfig:
 # The paper protocol.  CIFAR-10/STL-10: ResNet-18 with the CIFAR stem, Adam, 200 epochs, batch 256.  ImageNet:
 # ResNet-50, LARS with SimCLR's lr = 0.3 * batch / 256 (4.8 at 4096), weight decay 1e-6, 10 warm-up epochs.
 _SMALL, _IMAGENET = TEMPERATURES["small_images"], TEMPERATURES["imagenet"]
-PRESETS: dict[str, dict] = {
+RUN_PRESETS: dict[str, dict] = {
     "cifar10": dict(dataset="cifar10", arch="resnet18", cifar_stem=True, epochs=200, batch_size=256,
                     optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=_SMALL,
                     final_eval="knn"),
@@ -179,25 +227,16 @@ PRESETS: dict[str, dict] = {
 
 
 def preset_config(name: str, **overrides) -> TrainConfig:
-    """The preset ``name`` with ``overrides`` applied (``None`` values are ignored)."""
-    if name not in PRESETS:
-        raise ArgumentError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
-    values = dict(PRESETS[name])
+    """The run preset ``name`` with ``overrides`` applied (``None`` values are ignored)."""
+    if name not in RUN_PRESETS:
+        raise ArgumentError(f"unknown preset {name!r}; valid: {', '.join(RUN_PRESETS)}")
+    values = dict(RUN_PRESETS[name])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**values).validate()
 
 
-RESUME_OVERRIDABLE = ("epochs", "num_workers", "device", "stop_after_epochs", "final_eval", "data_root",
-                      "log_every", "progress", "download", "verify", "kernel_backend", "sync_bn",
-                      "compile")
-
-
-
-def lambda_epochs(cfg: TrainConfig) -> tuple[float, float]:
-    """(warm-up, ramp) epochs of lambda's schedule: the config's, or 20% + 20% of the run."""
-    warmup = LAMBDA_WARMUP_SHARE * cfg.epochs if cfg.lambda_warmup_epochs is None else cfg.lambda_warmup_epochs
-    ramp = LAMBDA_RAMP_SHARE * cfg.epochs if cfg.lambda_ramp_epochs is None else cfg.lambda_ramp_epochs
-    return warmup, ramp
+# what a resumed run may change: the fields declared with resume=True
+RESUME_OVERRIDABLE = tuple(f.name for f, s in settings_of(TrainConfig) if s.resume)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -209,14 +248,55 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def amp_dtype(cfg: TrainConfig, device: torch.device):
-    amp = cfg.amp
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "none"
-    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+@dataclass(frozen=True)
+class RunPlan:
+    """The settings a run derives from its ``TrainConfig``, computed once (``cfg.resolve()``) and only read after:
+    the device, the autocast dtype (None: fp32), the memory format, this rank's share of the global batch, the
+    crop size and data preset, the seeds of each random stream, and the lambda schedule in steps."""
 
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    rank: int
+    world_size: int
+    local_batch: int
+    image_size: int | None
+    data_preset: str | None         # the superinfo.data preset (None: an in-memory data set of a name of its own)
+    rank_seed: int                  # this rank's augmentations and batch order
+    noise_seed: int                 # the posterior noise, drawn for the global batch: the same on every rank
+    augment_seed: int               # the device pipeline's augmentations of this rank
+    lambda_warmup_epochs: float
+    lambda_ramp_epochs: float
 
-def uses_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
-    return device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last)
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
+    def lambda_steps(self, steps_per_epoch: int) -> tuple[int, int]:
+        """(warm-up, ramp) of lambda's schedule in optimiser steps."""
+        return (int(round(self.lambda_warmup_epochs * steps_per_epoch)),
+                int(round(self.lambda_ramp_epochs * steps_per_epoch)))
 
+    @classmethod
+    def of(cls, cfg: TrainConfig, device: torch.device, rank: int = 0, world_size: int = 1) -> "RunPlan":
+        from .. import data
+        amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
+        if cfg.batch_size % world_size:
+            raise ArgumentError(f"batch_size {cfg.batch_size} is the global batch and must be divisible by the "
+                                f"{world_size} processes (each rank takes batch_size / world_size rows); pick e.g. "
+                                f"{cfg.batch_size - cfg.batch_size % world_size or world_size * 2}")
+        try:
+            preset = data.preset_for(cfg.dataset, cfg.image_size)
+            image_size, preset_name = preset.image_size, cfg.dataset
+        except ArgumentError:       # an in-memory data set under a name of its own: no preset
+            image_size, preset_name = cfg.image_size, None
+        return cls(device=device, amp_dtype={"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp],
+                   channels_last=device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last),
+                   rank=rank, world_size=world_size, local_batch=cfg.batch_size // world_size,
+                   image_size=image_size, data_preset=preset_name,
+                   rank_seed=cfg.seed + RANK_SEED_STRIDE * rank, noise_seed=cfg.seed + 1,
+                   augment_seed=cfg.seed + 2 + RANK_SEED_STRIDE * rank,
+                   lambda_warmup_epochs=LAMBDA_WARMUP_SHARE * cfg.epochs if cfg.lambda_warmup_epochs is None
+                   else cfg.lambda_warmup_epochs,
+                   lambda_ramp_epochs=LAMBDA_RAMP_SHARE * cfg.epochs if cfg.lambda_ramp_epochs is None
+                   else cfg.lambda_ramp_epochs)

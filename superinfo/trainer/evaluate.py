@@ -23,7 +23,7 @@ from mi_toolkit.atomic import write_json_atomically
 
 from mi_toolkit.errors import ArgumentError
 from .. import data
-from .config import TrainConfig, resolve_device, uses_channels_last
+from .config import TrainConfig, resolve_device
 from .models import build_model
 from .run import CHECKPOINT, load_checkpoint
 
@@ -162,9 +162,7 @@ def write_eval(run_dir, result: dict) -> Path:
 def model_from_checkpoint(state: dict):
     """``(TrainConfig, model)``: the run's model (on the CPU) with the checkpoint's weights."""
     cfg = TrainConfig.from_dict(state["config"])
-    model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma,
-                        mean_on_sphere=cfg.mean_on_sphere)
+    model = cfg.build_model()
     model.load_state_dict(state["model"])
     return cfg, model
 
@@ -194,7 +192,7 @@ def evaluate_run(run_dir, protocol: str, *, dataset: str | None = None, data_roo
     if kwargs.pop("strict_k", False) and protocol == "knn" and kwargs.get("k", 0) > len(eval_data[0]):
         raise ArgumentError(f"--k {kwargs['k']} is larger than the {len(eval_data[0])} training images of "
                             f"{cfg.dataset}; pick k <= {len(eval_data[0])}")
-    if uses_channels_last(dataclasses.replace(cfg, channels_last=None), dev):
+    if dev.type == "cuda":      # channels-last where it pays (the run's own choice was for its training device)
         model = model.to(memory_format=torch.channels_last)
     kwargs.setdefault("num_workers", 0 if dev.type == "cpu" else cfg.num_workers)
     result = evaluate_model(model, *eval_data, protocol, device=dev, seed=cfg.seed,

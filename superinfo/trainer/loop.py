@@ -54,15 +54,16 @@ from mi_toolkit.validation import value_checks
 from .. import data
 from ..lambdas import AUTO, AutoLambda, lambda_weights
 from ..objective import GaussianPosterior, SuperInfoLoss
-from .config import RESUME_OVERRIDABLE, TrainConfig, amp_dtype, lambda_epochs, resolve_device, uses_channels_last
+from .config import RESUME_OVERRIDABLE, RunPlan, TrainConfig, resolve_device
 from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
 from .evaluate import evaluate_model, write_eval
 from .models import build_model
 from .optim import WarmupCosine, build_optimizer
-from .run import (CHECKPOINT, RunLog, checkpoint_epoch, load_checkpoint, read_config, restore_checkpoint,
-                  save_checkpoint, write_config)
+from .run import (CHECKPOINT, LOSS_TERMS, RunLog, checkpoint_epoch, load_checkpoint, read_config,
+                  restore_checkpoint, save_checkpoint, write_config)
 
-__all__ = ["NonFiniteLossError", "Training", "build_training", "forward_backward", "resume", "train"]
+__all__ = ["MetricInterval", "NonFiniteLossError", "Training", "build_training", "forward_backward", "read_metrics",
+           "resume", "train", "train_step"]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -77,10 +78,10 @@ def seed_everything(seed: int) -> None:
 
 @dataclass
 class Training:
-    """Everything that has state in a run."""
+    """Everything that has state in a run, and the plan it was built from."""
 
     cfg: TrainConfig
-    device: torch.device
+    plan: RunPlan
     model: nn.Module
     loss_fn: SuperInfoLoss
     probe: nn.Module | None
@@ -94,13 +95,17 @@ class Training:
     net: nn.Module          # what the step calls: the model, or its DistributedDataParallel wrapper
     noise: torch.Generator  # the posterior samples' noise, drawn for the global batch (identical on every rank)
     ctx: DistContext
+    loss_call: object       # the loss as the step calls it: loss_fn, or torch.compile(loss_fn)
     schedules: tuple | None = None      # (lambda_a(step), lambda_b(step)) when lambda > 0: warm-up, then ramp
     auto_lambda: AutoLambda | None = None
     pipeline: str = "loader"            # "device": t.loader is a data.device_data.DeviceBatches
     augment_generator: torch.Generator | None = None    # the device pipeline's augmentations (in the checkpoint)
-    loss_call: object = None            # the loss as the step calls it: t.loss_fn, or torch.compile(t.loss_fn)
     epoch: int = 0          # completed epochs
     step: int = 0           # completed optimiser steps
+
+    @property
+    def device(self) -> torch.device:
+        return self.plan.device
 
 
 def check_distributed_settings(cfg: TrainConfig, ctx: DistContext) -> int:
@@ -109,11 +114,7 @@ def check_distributed_settings(cfg: TrainConfig, ctx: DistContext) -> int:
         raise ArgumentError("sync_bn=True (the imagenet preset's default) needs a torch.distributed process group with "
                          "more than one process: launch with torchrun --nproc_per_node=N (see the README), or pass "
                          "--no-sync-bn to train in a single process")
-    if cfg.batch_size % ctx.world_size:
-        raise ArgumentError(f"batch_size {cfg.batch_size} is the global batch and must be divisible by the "
-                         f"{ctx.world_size} processes (each rank takes batch_size / world_size rows); pick e.g. "
-                         f"{cfg.batch_size - cfg.batch_size % ctx.world_size or ctx.world_size * 2}")
-    return cfg.batch_size // ctx.world_size
+    return cfg.resolve(torch.device("cpu"), ctx.rank, ctx.world_size).local_batch   # refuses a batch W cannot split
 
 
 def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) -> Training:
@@ -126,17 +127,14 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     """
     cfg.validate()
     ctx = current_context()
-    local_batch = check_distributed_settings(cfg, ctx)
+    check_distributed_settings(cfg, ctx)
+    plan = cfg.resolve(rank=ctx.rank, world_size=ctx.world_size)
+    device = plan.device
     seed_everything(cfg.seed)       # the same weights on every rank
-    device = resolve_device(cfg.device)
-    model = build_model(cfg.arch, width=cfg.width, cifar_stem=cfg.cifar_stem, z_dim=cfg.z_dim,
-                        head_hidden=cfg.head_hidden, head_layers=cfg.head_layers, sigma=cfg.sigma,
-                        mean_on_sphere=cfg.mean_on_sphere)
+    model = cfg.build_model()
     if cfg.sync_bn:
         model = convert_batchnorm(model)
-    model = model.to(device)
-    if uses_channels_last(cfg, device):
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(device, memory_format=plan.memory_format)
     temperature = cfg.temperature if cfg.lower_bound in ("ntxent", "pairwise") else None
     auto = cfg.lambda_a == AUTO
     loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=0.0 if auto else cfg.lambda_a, lambda_b=cfg.lambda_b,
@@ -150,77 +148,72 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     net = model
     if ctx.active:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        seed_everything(cfg.seed + 104_729 * ctx.rank)   # from here on (augmentations) each rank draws its own
+        seed_everything(plan.rank_seed)   # from here on (augmentations) each rank draws its own
 
-    generator = torch.Generator().manual_seed(cfg.seed + 104_729 * ctx.rank)
+    generator = torch.Generator().manual_seed(plan.rank_seed)
     if len(dataset) < cfg.batch_size:
         raise ArgumentError(f"the dataset has {len(dataset)} images, fewer than one batch of {cfg.batch_size} "
                          "(batches are full: drop_last=True)")
-    pipeline = data_pipeline(cfg, dataset, device)
+    pipeline = data_pipeline(cfg, dataset, plan)
     sampler = None
     if pipeline == "device":
-        loader, augment_generator = _device_batches(cfg, dataset, device, local_batch, generator, ctx)
+        loader, augment_generator = _device_batches(cfg, plan, dataset, generator)
     elif ctx.active:     # each rank its 1/W of every epoch, shuffled by (seed, epoch): set_epoch before each epoch
         sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank,
                                                       shuffle=True, seed=cfg.seed, drop_last=True)
     if pipeline == "loader":
         augment_generator = None
-        loader = DataLoader(dataset, batch_size=local_batch, shuffle=sampler is None, sampler=sampler,
+        loader = DataLoader(dataset, batch_size=plan.local_batch, shuffle=sampler is None, sampler=sampler,
                             drop_last=True, num_workers=cfg.num_workers, generator=generator,
                             pin_memory=device.type == "cuda", persistent_workers=False)
     if len(loader) == 0:
         raise ArgumentError(f"the dataset has {len(dataset)} images: split over {ctx.world_size} processes that is "
-                         f"less than one batch of {local_batch} per process")
+                         f"less than one batch of {plan.local_batch} per process")
     steps = len(loader) if cfg.max_steps_per_epoch is None else min(len(loader), cfg.max_steps_per_epoch)
     scheduler = WarmupCosine(optimizer, total_steps=cfg.epochs * steps,
                              warmup_steps=int(round(cfg.warmup_epochs * steps)), final_factor=cfg.final_lr_factor)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype(cfg, device) == torch.float16)
-    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    scaler = torch.amp.GradScaler(device.type, enabled=plan.amp_dtype == torch.float16)
+    noise = torch.Generator(device=device).manual_seed(plan.noise_seed)
     loss_call = loss_fn
     if cfg.compile:     # the model's forward (DDP's too) and the loss; the originals keep the states
         net, loss_call = torch.compile(net), torch.compile(loss_fn)
-    t = Training(cfg, device, model, loss_fn, probe, optimizer, probe_optimizer, scheduler, scaler, loader,
-                 generator, steps, net, noise, ctx, pipeline=pipeline, augment_generator=augment_generator,
-                 loss_call=loss_call)
-    warmup_epochs, ramp_epochs = lambda_epochs(cfg)
-    warmup, ramp = int(round(warmup_epochs * steps)), int(round(ramp_epochs * steps))
-    t.schedules, t.auto_lambda = lambda_weights(loss_fn.lambda_a, loss_fn.lambda_b, auto, warmup, ramp,
-                                                cfg.epochs * steps, cfg.lambda_slack, device)
-    return t
+    warmup, ramp = plan.lambda_steps(steps)
+    schedules, auto_lambda = lambda_weights(loss_fn.lambda_a, loss_fn.lambda_b, auto, warmup, ramp,
+                                            cfg.epochs * steps, cfg.lambda_slack, device)
+    return Training(cfg=cfg, plan=plan, model=model, loss_fn=loss_fn, probe=probe, optimizer=optimizer,
+                    probe_optimizer=probe_optimizer, scheduler=scheduler, scaler=scaler, loader=loader,
+                    generator=generator, steps_per_epoch=steps, net=net, noise=noise, ctx=ctx, loss_call=loss_call,
+                    schedules=schedules, auto_lambda=auto_lambda, pipeline=pipeline,
+                    augment_generator=augment_generator)
 
 
-def data_pipeline(cfg: TrainConfig, dataset, device: torch.device) -> str:
+def data_pipeline(cfg: TrainConfig, dataset, plan: RunPlan) -> str:
     """"device" or "loader" for ``cfg.data_pipeline``: auto is "device" on CUDA when the data set's uint8 images fit
     (``superinfo.data.device_data.fits``: at most 8 GiB and a quarter of the GPU's memory), "loader" otherwise."""
     from ..data import device_data
     if cfg.data_pipeline == "loader":
         return "loader"
     if cfg.data_pipeline == "auto":
-        return "device" if device.type == "cuda" and device_data.fits(dataset, _image_size(cfg), device) else "loader"
-    if device_data.stored_bytes(dataset, _image_size(cfg)) is None:
+        return "device" if plan.device.type == "cuda" and device_data.fits(dataset, plan.image_size, plan.device) \
+            else "loader"
+    if device_data.stored_bytes(dataset, plan.image_size) is None:
         raise ArgumentError(f"--data-pipeline device: a {type(dataset).__name__} cannot be held on the device as uint8 "
                             "images (CIFAR-10, STL-10, digits, synthetic and ImageFolder data sets of at most "
                             f"{device_data.FOLDER_MAX_IMAGES} images can); use --data-pipeline loader")
     return "device"
 
 
-def _image_size(cfg: TrainConfig) -> int | None:
-    try:
-        return data.preset_for(cfg.dataset, cfg.image_size).image_size
-    except ArgumentError:       # an in-memory data set under a name of its own: no preset
-        return cfg.image_size
-
-
-def _device_batches(cfg: TrainConfig, dataset, device, local_batch: int, generator, ctx):
+def _device_batches(cfg: TrainConfig, plan: RunPlan, dataset, generator):
     """The device pipeline: the data set's uint8 images on the device once, and the rank's augmentation generator."""
     from ..data import device_data
     from ..data.device_augment import DeviceAugment
-    images, labels = device_data.uint8_images(dataset, _image_size(cfg))
-    augment_generator = torch.Generator(device=device).manual_seed(cfg.seed + 2 + 104_729 * ctx.rank)
+    images, labels = device_data.uint8_images(dataset, plan.image_size)
+    augment_generator = torch.Generator(device=plan.device).manual_seed(plan.augment_seed)
     batches = device_data.DeviceBatches(
-        images.to(device), labels, local_batch, DeviceAugment(data.preset_for(cfg.dataset, cfg.image_size), device),
-        order=generator, augment_generator=augment_generator, seed=cfg.seed, rank=ctx.rank,
-        world_size=ctx.world_size)
+        images.to(plan.device), labels, plan.local_batch,
+        DeviceAugment(data.preset_for(cfg.dataset, cfg.image_size), plan.device),
+        order=generator, augment_generator=augment_generator, seed=cfg.seed, rank=plan.rank,
+        world_size=plan.world_size)
     return batches, augment_generator
 
 
@@ -228,10 +221,53 @@ def _device_batches(cfg: TrainConfig, dataset, device, local_batch: int, generat
 # One step, top to bottom.  Nothing in it reads a value back to the host: the step's metrics stay on the device,
 # add up there, and are read once per logging interval (``read_metrics``), where a non-finite loss is caught.
 # ---------------------------------------------------------------------------------------------------------------
-LOSS_TERMS = ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "lambda_a", "lambda_b")
-# per step, on the device: the loss terms, then the probe's share of its mean loss, its correct and labelled rows,
-# whether it stepped, and how many encoder outputs were NaN/inf
-STEP_METRICS = LOSS_TERMS + ("probe_loss", "probe_correct", "probe_n", "probe_steps", "encoder_nonfinite")
+def train_step(t: Training, batch) -> dict[str, torch.Tensor]:
+    """One optimiser step on this rank's rows of the global batch ``(view1, view2, labels)``, top to bottom.
+
+    Returns this rank's metrics as 0-d device tensors: the loss terms (``run.LOSS_TERMS``, the log's columns), the
+    probe's share of its mean loss, its correct and labelled rows, whether it stepped, and how many entries of the
+    head's output were NaN/inf.  ``MetricInterval`` adds them up; ``read_metrics`` reads them."""
+    # 1. forward and loss: both views through the encoder as one batch, this step's lambdas
+    terms, features, encoder_nonfinite = _forward(t, batch)
+    # 2. automatic lambda: the global batch's terms move the multiplier, identically on every rank
+    if t.auto_lambda is not None:
+        _move_multiplier(t, terms)
+    # 3. backward: every parameter's .grad becomes the global batch's gradient
+    _backward(t, terms)
+    # 4. the optimiser and the learning-rate schedule
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    t.scheduler.step()
+    t.step += 1
+    # 5. the online probe, on detached backbone features of view 1 (it never changes the encoder)
+    probe = _probe_step(t, features.detach(), batch[2], getattr(batch, "labelled", None)) if t.probe is not None \
+        else torch.zeros(4, device=t.device)
+    metrics = {("loss" if k == "total" else k): _on_device(v, terms.total).detach().float()
+               for k, v in vars(terms).items()}
+    metrics.update(zip(("probe_loss", "probe_correct", "probe_n", "probe_steps"), probe.float().unbind()))
+    metrics["encoder_nonfinite"] = encoder_nonfinite.float()
+    return metrics
+
+
+def _forward(t: Training, batch):
+    """``(terms, view-1 backbone features, NaN/inf count of the head's output)`` of this rank's rows.  BatchNorm sees
+    both views in one batch, as in SimCLR."""
+    plan = t.plan
+    x1, x2, _ = batch
+    n = x1.shape[0]
+    x = torch.cat([x1, x2]).to(plan.device, non_blocking=True).to(memory_format=plan.memory_format)
+    t.model.train()
+    with torch.autocast(plan.device.type, dtype=plan.amp_dtype or torch.float32, enabled=plan.amp_dtype is not None):
+        h, post = t.net(x)
+    p1 = GaussianPosterior(post.mean[:n], post.logvar[:n])
+    p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
+    encoder_nonfinite = (~torch.isfinite(post.mean)).sum() + (~torch.isfinite(post.logvar)).sum()
+    z1, z2 = _posterior_samples(t, p1, p2)
+    lambdas = {} if t.schedules is None else {"lambda_a": t.schedules[0](t.step), "lambda_b": t.schedules[1](t.step)}
+    with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
+        terms = t.loss_call(p1, p2, z1, z2, **lambdas)   # no bool(t.loss_call): a compiled module answers bool()
+        # through len(), which SuperInfoLoss does not have
+    return terms, h[:n], encoder_nonfinite
 
 
 def _posterior_samples(t: Training, p1: GaussianPosterior, p2: GaussianPosterior):
@@ -244,39 +280,26 @@ def _posterior_samples(t: Training, p1: GaussianPosterior, p2: GaussianPosterior
     return p1.mean + p1.std * eps[0], p2.mean + p2.std * eps[1]
 
 
-def forward_backward(t: Training, batch):
-    """Loss and gradients of one batch (this rank's rows), without the optimiser step: ``(terms, features, n,
-    encoder_nonfinite)``, the last a device tensor counting NaN/inf entries of the head's output.
+def _move_multiplier(t: Training, terms) -> None:
+    both = torch.stack([terms.mi_lower.detach(), (terms.superfluous_a + terms.superfluous_b).detach()]).double()
+    if t.ctx.active:
+        dist.all_reduce(both)
+        both /= t.ctx.world_size
+    t.auto_lambda.update(t.step, both[0], both[1])
 
-    After it returns, every parameter's ``.grad`` is the gradient of the global batch's loss (DDP averages the
-    model's; the loss's critic is averaged here)."""
-    cfg, device = t.cfg, t.device
-    x1, x2, _ = batch
-    cl = torch.channels_last if uses_channels_last(cfg, device) else torch.contiguous_format
-    x = torch.cat([x1, x2]).to(device, non_blocking=True).to(memory_format=cl)
-    n = x1.shape[0]
-    amp = amp_dtype(cfg, device)
-    t.model.train()
-    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-        h, post = t.net(x)
-    p1 = GaussianPosterior(post.mean[:n], post.logvar[:n])
-    p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
-    encoder_nonfinite = (~torch.isfinite(post.mean)).sum() + (~torch.isfinite(post.logvar)).sum()
-    z1, z2 = _posterior_samples(t, p1, p2)
-    lambdas = {} if t.schedules is None else {"lambda_a": t.schedules[0](t.step), "lambda_b": t.schedules[1](t.step)}
-    with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
-        terms = (t.loss_fn if t.loss_call is None else t.loss_call)(p1, p2, z1, z2, **lambdas)   # no bool(): a
-        # compiled module (OptimizedModule) answers bool() through len(), which SuperInfoLoss does not have
-    if t.auto_lambda is not None:   # the global batch's terms move the multiplier, identically on every rank
-        both = torch.stack([terms.mi_lower.detach(), (terms.superfluous_a + terms.superfluous_b).detach()]).double()
-        if t.ctx.active:
-            dist.all_reduce(both)
-            both /= t.ctx.world_size
-        t.auto_lambda.update(t.step, both[0], both[1])
+
+def _backward(t: Training, terms) -> None:
     t.optimizer.zero_grad(set_to_none=True)
     t.scaler.scale(terms.total).backward()
-    average_gradients(t.loss_fn.parameters())
-    return terms, h, n, encoder_nonfinite
+    average_gradients(t.loss_fn.parameters())       # the critic's (DDP averages the model's)
+
+
+def forward_backward(t: Training, batch):
+    """Loss and gradients of one batch (this rank's rows), with no optimiser step and no multiplier update (for
+    checking gradients): ``(terms, view-1 features, encoder_nonfinite)``."""
+    terms, features, encoder_nonfinite = _forward(t, batch)
+    _backward(t, terms)
+    return terms, features, encoder_nonfinite
 
 
 def count_labelled(y: torch.Tensor) -> int:
@@ -315,20 +338,6 @@ def _probe_step(t: Training, features: torch.Tensor, y: torch.Tensor, labelled: 
     return torch.stack([loss_sum.detach() / total, correct.float(), one * labelled, one])
 
 
-def _train_step(t: Training, batch) -> torch.Tensor:
-    """Forward, backward, optimiser and schedule step, probe step: this rank's ``STEP_METRICS`` on the device."""
-    terms, h, n, encoder_nonfinite = forward_backward(t, batch)
-    t.scaler.step(t.optimizer)
-    t.scaler.update()
-    t.scheduler.step()
-    t.step += 1
-    probe = _probe_step(t, h[:n].detach(), batch[2], getattr(batch, "labelled", None)) if t.probe is not None \
-        else torch.zeros(4, device=t.device)
-    losses = torch.stack([terms.total, terms.contrastive, terms.mi_lower, terms.superfluous_a, terms.superfluous_b,
-                          _on_device(terms.lambda_a, terms.total), _on_device(terms.lambda_b, terms.total)])
-    return torch.cat([losses.detach().float(), probe.float(), encoder_nonfinite.float().reshape(1)]).double()
-
-
 def _on_device(value, like: torch.Tensor) -> torch.Tensor:
     """A tensor stays; a Python number becomes a fill kernel on the device (``torch.as_tensor(x, device=cuda)``
     copies from the host and waits for the queue)."""
@@ -337,21 +346,22 @@ def _on_device(value, like: torch.Tensor) -> torch.Tensor:
     return torch.full((), float(value), device=like.device, dtype=like.dtype)
 
 
-def read_metrics(t: Training, sums: torch.Tensor, steps: int) -> dict:
-    """The global batch's metrics over ``steps`` steps from this rank's summed ``STEP_METRICS``: loss terms averaged
-    over steps and ranks, the probe's mean loss over the steps it took, its correct and labelled rows summed.  One
-    host read-back (after one all-reduce); raises ``NonFiniteLossError`` on every rank alike when the loss or the
-    encoder's output of any rank became NaN/inf."""
-    local = sums.tolist()
+def read_metrics(t: Training, sums: dict, steps: int) -> dict:
+    """The global batch's metrics over ``steps`` steps from this rank's summed ``train_step`` metrics: loss terms
+    averaged over steps and ranks, the probe's mean loss over the steps it took, its correct and labelled rows
+    summed.  One host read-back (after one all-reduce); raises ``NonFiniteLossError`` on every rank alike when the
+    loss or the encoder's output of any rank became NaN/inf."""
+    keys = list(sums)
+    stacked = torch.stack([sums[k].double() for k in keys])
+    local = dict(zip(keys, stacked.tolist()))
     if t.ctx.active:
-        sums = sums.clone()
-        dist.all_reduce(sums)
-    values = dict(zip(STEP_METRICS, sums.tolist() if t.ctx.active else local))
+        dist.all_reduce(stacked)
+    values = dict(zip(keys, stacked.tolist())) if t.ctx.active else local
     w = t.ctx.world_size
     out = {k: values[k] / (w * steps) for k in LOSS_TERMS}
     where = f"non-finite loss at epoch {t.epoch + 1}, step {t.step}"
     if values["encoder_nonfinite"]:
-        why = "the encoder's output holds NaN/inf: check the inputs and the lr" if local[-1] else \
+        why = "the encoder's output holds NaN/inf: check the inputs and the lr" if local["encoder_nonfinite"] else \
             "another rank's encoder output holds NaN/inf"
         raise NonFiniteLossError(f"{where} ({why})")
     if not all(math.isfinite(v) for v in out.values()):
@@ -363,21 +373,27 @@ def read_metrics(t: Training, sums: torch.Tensor, steps: int) -> dict:
     return out
 
 
-class _Interval:
-    """What adds up between two log rows: the metrics (on the device), steps, images and time."""
+class MetricInterval:
+    """What adds up between two log rows: the step metrics (one float64 vector on the device, in the order of
+    the step's keys), steps, images and time."""
 
     def __init__(self, t: Training):
-        self.sums = torch.zeros(len(STEP_METRICS), dtype=torch.float64, device=t.device)
+        self.keys: list[str] = []
+        self.sums: torch.Tensor | None = None
         self.steps, self.images, self.t0 = 0, 0, time.perf_counter()
 
-    def add(self, metrics: torch.Tensor, images: int, lr: float) -> None:
-        self.sums += metrics
+    def add(self, metrics: dict, images: int, lr: float) -> None:
+        vector = torch.stack(list(metrics.values())).double()
+        if self.sums is None:
+            self.keys, self.sums = list(metrics), vector
+        else:
+            self.sums += vector
         self.steps += 1
         self.images += images
         self.lr = lr            # the last step's learning rate
 
     def row(self, t: Training, elapsed: float) -> dict:
-        row = read_metrics(t, self.sums, self.steps)
+        row = read_metrics(t, dict(zip(self.keys, self.sums.unbind())), self.steps)
         n = row.pop("probe_n", 0)
         row["probe_acc"] = row.pop("probe_correct") / n if n else ""
         dt = time.perf_counter() - self.t0
@@ -401,8 +417,7 @@ def _run_final_eval(t: Training, run_dir: Path, eval_data) -> dict | None:
     train_ds, test_ds = eval_data
     result = evaluate_model(t.model, train_ds, test_ds, t.cfg.final_eval, device=t.device, k=t.cfg.knn_k,
                             temperature=t.cfg.knn_temperature, batch_size=t.cfg.batch_size,
-                            num_workers=t.cfg.num_workers, seed=t.cfg.seed,
-                            channels_last=uses_channels_last(t.cfg, t.device))
+                            num_workers=t.cfg.num_workers, seed=t.cfg.seed, channels_last=t.plan.channels_last)
     result.update(checkpoint_epoch=t.epoch, dataset=t.cfg.dataset)
     write_eval(run_dir, result)
     return result
@@ -453,14 +468,14 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                 t.loader.sampler.set_epoch(t.epoch)
             elif t.pipeline == "device":
                 t.loader.set_epoch(t.epoch)
-            interval = _Interval(t)
+            interval = MetricInterval(t)
             bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{cfg.epochs}",
                        disable=not (cfg.progress and ctx.is_main), leave=False, dynamic_ncols=True)
             for i, batch in enumerate(t.loader):
                 if i >= t.steps_per_epoch:
                     break
                 lr = t.optimizer.param_groups[0]["lr"]      # what this step uses (the schedule steps after it)
-                interval.add(_train_step(t, batch), batch[0].shape[0] * ctx.world_size, lr)
+                interval.add(train_step(t, batch), batch[0].shape[0] * ctx.world_size, lr)
                 bar.update(1)
                 if t.step % cfg.log_every == 0 or i + 1 == t.steps_per_epoch:
                     try:
@@ -470,7 +485,7 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                     if log is not None:
                         log.write(last_row)
                     bar.set_postfix(loss=f"{last_row['loss']:.3f}", img_s=f"{last_row['images_per_s']:.0f}")
-                    interval = _Interval(t)
+                    interval = MetricInterval(t)
             bar.close()
             t.epoch += 1
             save_checkpoint(t, run_dir / CHECKPOINT)

@@ -8,6 +8,7 @@ the posterior noise, one set per rank: resuming continues bit-exactly.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import pickle
@@ -23,18 +24,19 @@ import torch.distributed as dist
 from mi_toolkit.atomic import write_atomically, write_json_atomically
 
 from ..data.integrity import DataError
+from ..objective import SuperInfoTerms
 from .config import TrainConfig
 from .distributed import all_agree
 
-__all__ = ["CHECKPOINT", "CheckpointError", "CONFIG", "LOG", "LOG_COLUMNS", "RunLog", "checkpoint_epoch", "load_checkpoint",
+__all__ = ["CHECKPOINT", "CheckpointError", "CONFIG", "LOG", "LOG_COLUMNS", "LOSS_TERMS", "RunLog", "checkpoint_epoch", "load_checkpoint",
            "read_config", "restore_checkpoint", "save_checkpoint", "write_config"]
 
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "log.csv"
-LOG_COLUMNS = ["epoch", "step", "lr", "loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "lambda_a",
-               "lambda_b",
-               "probe_loss", "probe_acc", "images_per_s", "elapsed_s"]
+# the loss terms a step reports: one per SuperInfoTerms field (``total`` named ``loss``), in its order
+LOSS_TERMS = tuple("loss" if f.name == "total" else f.name for f in dataclasses.fields(SuperInfoTerms))
+LOG_COLUMNS = ["epoch", "step", "lr", *LOSS_TERMS, "probe_loss", "probe_acc", "images_per_s", "elapsed_s"]
 
 
 def _numpy_state() -> dict:
