@@ -29,7 +29,11 @@ from .fit import EstimationFailed, MIEstimateWarning, MIResult, estimate
 from .preprocess import copula_normal_scores
 from .validation import value_checks, value_checks_enabled
 
-__version__ = "0.1.0"
+try:        # the one version: pyproject.toml's, as installed
+    from importlib.metadata import PackageNotFoundError, version as _installed_version
+    __version__ = _installed_version("superinfo-mi-toolkit")
+except PackageNotFoundError:    # a source tree that was never installed
+    __version__ = "unknown"
 
 __all__ = [
     "bounds", "critics", "critic", "estimator", "estimate", "available_estimators", "ESTIMATORS",

@@ -1,6 +1,8 @@
 """What both command-line tools (``mi-toolkit``, ``superinfo``) share: argument types that check ranges while argparse
-parses (so argparse names the flag), checks of input files and output paths that run before any compute and create
-nothing, a help formatter that shows every default, and ``run_cli``: the one error path.
+parses (so argparse names the flag; the ranges are ``mi_toolkit.settings.Range``), checks of input files and output
+paths that run before any compute and create nothing, ``ReplaceOnSuccess`` (``--overwrite`` that replaces earlier
+results only once the new ones exist), a help formatter that shows every default, and ``run_cli``: the one error
+path.
 
 The error path: a user error (``mi_toolkit.errors.UserError``: a bad argument, a missing or corrupt file, a run
 folder that cannot be used) prints ``PROG CMD: error: ...`` on stderr and exits 2, never a traceback (``--debug``
@@ -42,11 +44,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        v = version("superinfo-mi-toolkit")
-    except PackageNotFoundError:   # a source tree that was never installed
-        v = "unknown"
+    from . import __version__ as v
     parser.add_argument("--version", action="version", version=f"%(prog)s {v}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (may be given anywhere on the command line)")

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 from .errors import ArgumentError
 
 __all__ = ["FINITE", "INT0", "INT1", "NONNEGATIVE", "POSITIVE", "Range", "Setting", "add_arguments", "arguments_of",
-           "add_grid_arguments", "check_settings", "field_parser", "flag_of", "parse_bool", "setting", "settings_of",
+           "add_grid_arguments", "check_settings", "field_parser", "flag_of", "flags_of", "parse_bool", "setting", "settings_of",
            "split_items", "value_parser"]
 
 
@@ -243,6 +243,11 @@ def arguments_of(f: dataclasses.Field, s: Setting, *, defaults: bool = False) ->
     if s.bool_flags == "bare":
         kw.update(nargs="?", const=True)
     return [((flag,), kw)]
+
+
+def flags_of(f: dataclasses.Field, s: Setting) -> list[str]:
+    """The command-line flags of one field (one, or ``--x`` and ``--no-x`` for an on/off switch)."""
+    return [args[0] for args, _ in arguments_of(f, s)]
 
 
 def add_arguments(parser, cls, *, include: Optional[Callable[[dataclasses.Field, Setting], bool]] = None,

@@ -5,7 +5,6 @@ Scalars:  ``check_number``, ``check_int``, ``check_bool``, ``check_choice``.
 Tensors:  ``check_matrix`` (one [n, d] batch), ``check_pair`` (two batches of one shape), ``check_samples`` (paired
           x, y; arrays accepted), ``check_scores`` (a square score matrix), ``check_vector``, ``check_features``,
           ``check_rows``, ``check_same_kind``, ``check_finite``.
-Lists:    ``parse_floats``, ``parse_names`` (comma-separated command-line values).
 
 Every error is a ``mi_toolkit.errors.ArgumentError`` (a ValueError) or ``ArgumentTypeError`` (a TypeError).
 
@@ -20,7 +19,6 @@ values, which on an accelerator costs a host-device synchronisation.  Like ``tor
 """
 from __future__ import annotations
 
-import argparse
 import math
 import numbers
 
@@ -34,7 +32,6 @@ __all__ = [
     "check_number", "check_int", "check_bool", "check_choice",
     "as_float_tensor", "check_float_tensor", "check_matrix", "check_features", "check_rows", "check_pair",
     "check_same_kind", "check_samples", "check_scores", "check_vector", "check_finite",
-    "parse_floats", "parse_names",
 ]
 
 
@@ -239,40 +236,3 @@ def check_vector(v, name: str, n: int | None = None) -> torch.Tensor:
     if n is not None and v.shape[0] != n:
         raise ArgumentError(f"{name} must have length {n}, got {v.shape[0]}")
     return check_finite(v, name)
-
-
-# ------------------------------------------------------------------------------------------ command-line lists
-def _list_items(text: str) -> list[str]:
-    """The items of a comma list; one trailing comma is accepted, an empty item elsewhere ("0,,1") is an error."""
-    items = [v.strip() for v in text.split(",")]
-    if len(items) > 1 and items[-1] == "":
-        items.pop()
-    if any(v == "" for v in items):
-        raise argparse.ArgumentTypeError(f"expected a comma list with no empty items, got {text!r}")
-    return items
-
-
-def parse_floats(text: str) -> list[float]:
-    """``"2,4.5,6"`` -> [2.0, 4.5, 6.0]; an argparse ``type=`` (bad or empty items raise argparse.ArgumentTypeError)."""
-    items = _list_items(text)
-    try:
-        values = [float(v) for v in items]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
-    return values
-
-
-def parse_ints(text: str) -> list[int]:
-    """``"0,1,2"`` -> [0, 1, 2]; an argparse ``type=`` (bad or empty items raise argparse.ArgumentTypeError)."""
-    items = _list_items(text)
-    try:
-        return [int(v) for v in items]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def parse_names(text: str) -> list[str]:
-    """``"a, b,c"`` -> ["a", "b", "c"] (an empty item, as in ``"a,,b"``, is an error)."""
-    return _list_items(text)

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mi_toolkit.cli_support import (HelpFormatter, add_version, check_input_file, check_output_dir,
+from mi_toolkit.cli_support import (HelpFormatter, ReplaceOnSuccess, add_version, check_input_file, check_output_dir,
                                     check_output_file, float_arg, float_list, int_arg, int_list, name_list,
                                     progress_default,
                                     run_cli)
@@ -30,6 +29,7 @@ from mi_toolkit.errors import ArgumentError
 
 PROG = "mi-toolkit"
 RECORDS = "estimators"      # DIR/estimators/<name>.json + <name>.npy: each finished estimator, kept for --resume
+BENCH_FILES = (RECORDS, "results.json", "results.csv", "traces.npz", "config.json", "bias.png")   # what --overwrite replaces
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -251,28 +251,30 @@ def _cmd_bench(args) -> int:
     if args.resume:
         done = _bench_done(out, settings)
     else:
-        check_output_dir(out, "--out", overwrite=args.overwrite,
+        check_output_dir(out, "--out", overwrite=args.overwrite, known=BENCH_FILES,
                          resumable="continue it with the same flags and --resume")
         done = {}
-        if args.overwrite and (out / RECORDS).is_dir():
-            shutil.rmtree(out / RECORDS)
-    (out / RECORDS).mkdir(parents=True, exist_ok=True)
-    write_json_atomically(out / "config.json", settings)
+    # --overwrite: the earlier results are moved aside now and deleted only once this run has written its own
+    with ReplaceOnSuccess(out, BENCH_FILES if args.overwrite and not args.resume else (), prog="mi-toolkit bench"):
+        (out / RECORDS).mkdir(parents=True, exist_ok=True)
+        write_json_atomically(out / "config.json", settings)
 
-    def keep(name, records, trace):      # each finished estimator, at once: Ctrl-C loses at most the current one
-        write_atomically(out / RECORDS / f"{name}.npy", lambda f: np.save(f, trace))
-        write_json_atomically(out / RECORDS / f"{name}.json", records)
+        def keep(name, records, trace):      # each finished estimator, at once: Ctrl-C loses at most the current one
+            write_atomically(out / RECORDS / f"{name}.npy", lambda f: np.save(f, trace))
+            write_json_atomically(out / RECORDS / f"{name}.json", records)
 
-    if done:
-        print(f"resuming: {', '.join(done)} already finished in {out / RECORDS}", file=sys.stderr)
-    records, traces = run_bench(config, progress=progress_default(args.progress), done=done, on_finished=keep)
-    paths = write_outputs(str(out), records, traces, config)
+        if done:
+            print(f"resuming: {', '.join(done)} already finished in {out / RECORDS}", file=sys.stderr)
+        records, traces = run_bench(config, progress=progress_default(args.progress), done=done, on_finished=keep)
+        paths = write_outputs(str(out), records, traces, config)
     print(format_table(records))
     print(f"wrote {paths['results.json']}, {paths['results.csv']}, {paths['bias.png']}")
     return 0
 
 
 def _interrupted(args) -> str | None:
+    if args.command == "bench" and args.overwrite and not args.resume:
+        return "this run's results were discarded (see above)"
     if args.command == "bench":
         done = sorted(p.stem for p in (Path(args.out) / RECORDS).glob("*.json"))
         if not done:

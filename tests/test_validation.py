@@ -8,8 +8,9 @@ import torch
 import mi_toolkit
 from mi_toolkit import bounds as B
 from mi_toolkit.kernels import infonce, infonce_local
-from mi_toolkit.validation import (NumberTypeError, check_int, check_number, check_pair, check_rows, parse_floats,
-                                   parse_names, value_checks, value_checks_enabled)
+from mi_toolkit.cli_support import float_list, name_list
+from mi_toolkit.validation import (NumberTypeError, check_int, check_number, check_pair, check_rows, value_checks,
+                                   value_checks_enabled)
 
 
 @pytest.fixture
@@ -147,11 +148,13 @@ def test_tensor_checks_name_the_argument():
 
 
 def test_list_parsers():
+    """The one comma-list reader (``settings.split_items``) behind every list flag of both commands."""
     import argparse
+    parse_floats, parse_names = float_list(), name_list()
     assert parse_floats("2, 4.5,6,") == [2.0, 4.5, 6.0]        # one trailing comma is harmless
     assert parse_names(" infonce, smile,") == ["infonce", "smile"]
     for bad in ("0,,1", ",", "inf", ""):                           # "0,,1" is a typo, never [0, 1]
         with pytest.raises(argparse.ArgumentTypeError):
             parse_floats(bad)
-    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated numbers"):
+    with pytest.raises(argparse.ArgumentTypeError, match="must be a finite number, got 'four'"):
         parse_floats("2,four")

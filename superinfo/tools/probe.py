@@ -18,7 +18,7 @@ augmentation parameters, on held-out views, is a lower bound on the superfluous 
 features h (what users evaluate) and for the head's z alike.
 
 **The upper bound.**  The run's ``kl`` term, E KL(p(z1|v1) || p(z2|v2)), on held-out pairs of views: an upper bound
-on I(z1;v1|v2) of the head's z (DESIGN.md section 3).  It bounds nothing about h (h holds at least what z holds
+on I(z1;v1|v2) of the head's z.  It bounds nothing about h (h holds at least what z holds
 about v1), so for backbone features ``upper_nats`` is ``None`` and ``upper_nats_head`` is given.
 
 ``per_parameter``: how well each parameter is decoded from the features of held-out images' views (a ridge

@@ -1,0 +1,120 @@
+"""--overwrite never loses work: the earlier results are replaced only once the new ones exist, a failed or
+interrupted command gets them back, and files the tool did not write are never touched.  An --out that holds
+something else says what it holds."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+
+from mi_toolkit.cli_support import ReplaceOnSuccess, check_output_dir
+from mi_toolkit.errors import ArgumentError
+from superinfo.cli import main
+
+TINY = ["train", "--preset", "digits", "--epochs", "1", "--max-steps-per-epoch", "2", "--arch", "tiny", "--width", "4",
+        "--batch-size", "16", "--no-progress", "--threads", "1"]
+
+
+def _files(folder) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ow") / "run"
+    assert main(TINY + ["--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("failure", [
+    ["--dataset", "imagefolder", "--data-root", "{empty}"],      # the data fails to load after the checks
+    ["--lr", "1e30"],                                            # the loss goes non-finite in the first steps
+])
+def test_overwrite_that_fails_keeps_the_earlier_run(finished_run, tmp_path, failure, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "notes.txt").write_text("the user's own file")
+    (tmp_path / "empty" / "class_a").mkdir(parents=True)        # an ImageFolder with no image
+    before = _files(run)
+    argv = TINY + [a.replace("{empty}", str(tmp_path / "empty")) for a in failure] + ["--out", str(run),
+                                                                                      "--overwrite"]
+    assert main(argv) in (1, 2)
+    err = capsys.readouterr().err
+    assert _files(run) == before, err                  # every byte of the earlier run is back
+    assert "restored" in err and not (run / ReplaceOnSuccess.ASIDE).exists()
+
+
+def test_overwrite_that_succeeds_replaces_only_what_the_tool_wrote(finished_run, tmp_path, capsys):
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "notes.txt").write_text("the user's own file")
+    old_log = (run / "log.csv").read_bytes()
+    assert main(TINY + ["--seed", "1", "--out", str(run), "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert "replaced the earlier results" in err and "config.json" in err
+    assert (run / "notes.txt").read_text() == "the user's own file"
+    assert (run / "log.csv").read_bytes() != old_log and '"seed": 1' in (run / "config.json").read_text()
+    assert not (run / ReplaceOnSuccess.ASIDE).exists()
+
+
+def test_interrupted_overwrite_restores(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "result.json").write_text("old")
+    (out / "mine.txt").write_text("keep")
+    with pytest.raises(KeyboardInterrupt):
+        with ReplaceOnSuccess(out, ("result.json",)):
+            assert not (out / "result.json").exists() and (out / "mine.txt").exists()
+            (out / "result.json").write_text("half-written new")
+            raise KeyboardInterrupt
+    assert (out / "result.json").read_text() == "old" and (out / "mine.txt").read_text() == "keep"
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "result.json"]
+
+
+def test_a_leftover_aside_folder_is_never_overwritten(tmp_path):
+    out = tmp_path / "out"
+    (out / ReplaceOnSuccess.ASIDE).mkdir(parents=True)
+    (out / "result.json").write_text("new")
+    with pytest.raises(ArgumentError, match="could not restore"):
+        with ReplaceOnSuccess(out, ("result.json",)):
+            pass
+    assert (out / "result.json").read_text() == "new"
+
+
+def test_out_with_unrelated_files_says_what_is_there(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "nohup.log").write_text("a log the user redirected here")
+    with pytest.raises(ArgumentError, match=r"holds nohup.log, which are not results of this command"):
+        check_output_dir(out, known=("checkpoint.pt", "config.json"))
+    (out / "config.json").write_text("{}")
+    with pytest.raises(ArgumentError, match=r"already holds results \(config.json\) and other files \(nohup.log"):
+        check_output_dir(out, known=("checkpoint.pt", "config.json"))
+
+
+def test_train_out_with_an_unrelated_file_is_named(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.log").write_text("x")
+    assert main(TINY + ["--out", str(out)]) == 2
+    assert "train.log" in capsys.readouterr().err
+
+
+def test_bench_overwrite_that_fails_keeps_the_earlier_results(tmp_path, monkeypatch, capsys):
+    from synthetic import bench
+    from synthetic.cli import main as mi_toolkit_main
+
+    out = tmp_path / "bench"
+    argv = ["bench", "--mi", "1", "--steps-per-level", "20", "--window", "5", "--estimators", "infonce",
+            "--batch-size", "16", "--out", str(out), "--no-progress"]
+    assert mi_toolkit_main(argv) == 0
+    before = _files(out)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench, "run_bench", interrupted)
+    assert mi_toolkit_main(argv + ["--overwrite"]) == 130
+    assert _files(out) == before, capsys.readouterr().err
+    assert signal.SIGINT    # (the CLI's Ctrl-C path: exit 130, earlier results restored)
