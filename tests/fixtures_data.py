@@ -97,3 +97,57 @@ def write_imagefolder(root, classes=("cat", "dog", "frog"), per_class: int = 3, 
                 items.append((path, label))
         written[split or "all"] = items
     return written
+
+
+# --- idx (MNIST / Fashion-MNIST) and SVHN ---------------------------------------------------------------------------
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    """The idx format: big-endian int32 magic (2051 images, 2049 labels), one big-endian int32 per dimension, then
+    the uint8 values in C order."""
+    header = np.asarray([magic, *array.shape], dtype=">u4").tobytes()
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def write_idx(root, layout: str = "torchvision", folder: str = "FashionMNIST", files: str = "gz", n_train: int = 12,
+              n_test: int = 8, seed: int = 0) -> dict:
+    """MNIST-format idx files: ``layout`` "torchvision" puts them in root/<folder>/raw/, "flat" directly in root
+    (Debian's package: the four .gz files); ``files`` "gz", "raw" or "both" (torchvision keeps both).  Images are
+    uint8 [n, 28, 28] noise, labels cycle through 0..9.  Returns {split: (images, labels), "folder": where}."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    where = Path(root) / folder / "raw" if layout == "torchvision" else Path(root)
+    where.mkdir(parents=True, exist_ok=True)
+    written = {"folder": where}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        for name, content in zip(IDX_FILES[split], (idx_bytes(images, 2051), idx_bytes(labels, 2049))):
+            if files in ("raw", "both"):
+                (where / name).write_bytes(content)
+            if files in ("gz", "both"):
+                with gzip.open(where / f"{name}.gz", "wb") as f:
+                    f.write(content)
+        written[split] = (images, labels.tolist())
+    return written
+
+
+def write_svhn(root, n_train: int = 10, n_test: int = 6, seed: int = 0) -> dict:
+    """root/{train,test}_32x32.mat as the release (scipy.io.savemat): 'X' uint8 [32, 32, 3, n] (H, W, C, N) and
+    'y' uint8 [n, 1] with labels 1..10, 10 standing for the digit 0.  Returns 0-based labels."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(seed)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    written = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        images = _images(rng, n, 32)                                # [n, 32, 32, 3]
+        digits = (np.arange(n) % 10).astype(np.uint8)               # 0..9; the file says 10 for 0
+        savemat(Path(root) / f"{split}_32x32.mat", {"X": images.transpose(1, 2, 3, 0),
+                                                    "y": np.where(digits == 0, 10, digits)[:, None]})
+        written[split] = (images, digits.tolist())
+    return written

@@ -312,7 +312,7 @@ def test_train_and_test_classes_must_agree(tmp_path):
 
 def test_argument_errors():
     with pytest.raises(ValueError, match="dataset must be one of"):
-        build_dataset("mnist", ".", "train")
+        build_dataset("kmnist", ".", "train")
     with pytest.raises(ValueError, match="split for stl10"):
         build_dataset("stl10", ".", "val")
     with pytest.raises(TypeError, match="preset"):

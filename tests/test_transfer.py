@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-import superinfo.tools.transfer as transfer_mod
 from fixtures_transfer import (write_all, write_cifar100, write_dtd, write_flowers102, write_gtsrb, make_run,
                                write_mnist)
 from superinfo.cli import main
 from superinfo.data import CorruptDataError, IntegrityError, MissingDataError, TransformedDataset, eval_transform, \
     preset_for
+from superinfo.data.sources import SOURCES
 from superinfo.tools.transfer import TRANSFER_DATASETS, load_transfer_splits, run_transfer
 
 
@@ -125,7 +125,7 @@ def test_mnist_archives_verify_and_bind_the_raw_files(tmp_path, monkeypatch):
     # with the fixture's own sums standing in for the official ones, verification passes ...
     raw = root / "MNIST" / "raw"
     sums = {f"MNIST/raw/{p.name}": hashlib.md5(p.read_bytes()).hexdigest() for p in raw.glob("*.gz")}
-    monkeypatch.setitem(transfer_mod.ARCHIVE_MD5, "mnist", sums)
+    monkeypatch.setattr(SOURCES["mnist"], "md5", sums)       # each source reads its own md5 table
     train, test = load_transfer_splits("mnist", root)
     assert len(train) == 12 and len(test) == 8
     # ... and a raw file that no longer matches its verified archive is caught

@@ -1,6 +1,6 @@
-"""Image data for the trainer: data sets on disk in their official formats (``datasets``), the two-view
-augmentation and the eval transform (``augment``), and the integrity checks shared with the transfer suite
-(``integrity``).
+"""Image data for the trainer: data sets on disk in their official formats (``datasets``, read through the
+registry of ``sources``: one module per format, shared with evaluation and the transfer suite), the two-view
+augmentation and the eval transform (``augment``), and the integrity checks (``integrity``).
 
     from superinfo.data import preset_for, pretrain_dataset, eval_datasets, num_classes
     preset = preset_for("stl10")                                      # 96 px, blur on
@@ -18,13 +18,15 @@ from .datasets import (DATASETS, EVAL_SPLITS, HOLDOUT_FRACTION, HOLDOUT_SEED, PR
                        DigitsDataset, TransformedDataset, TwoViews, build_dataset, digits_arrays, eval_datasets,
                        eval_splits, holdout_indices, load_rgb, num_classes, pretrain_dataset)
 from .integrity import CorruptDataError, DataError, IntegrityError, MissingDataError
+from .sources import SOURCES, needs_root
 
 __all__ = [
     "BLUR_MIN_SIZE", "DATASETS", "EVAL_SPLITS", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "PRESETS", "PRETRAIN_SPLIT",
     "SPLITS", "UNLABELED", "CorruptDataError", "DataError", "DataPreset", "DigitsDataset", "IntegrityError",
-    "MissingDataError", "TransformedDataset", "TwoViewTransform", "TwoViews", "augmentation", "build_dataset",
-    "digits_arrays", "eval_datasets", "eval_splits", "eval_transform", "holdout_indices", "load_datasets",
-    "load_rgb", "num_classes", "num_classes_of", "preset_for", "pretrain_dataset", "to_rgb", "two_view_transform",
+    "MissingDataError", "SOURCES", "TransformedDataset", "TwoViewTransform", "TwoViews", "augmentation",
+    "build_dataset", "digits_arrays", "eval_datasets", "eval_splits", "eval_transform", "holdout_indices",
+    "load_datasets", "load_rgb", "needs_root", "num_classes", "num_classes_of", "preset_for", "pretrain_dataset",
+    "to_rgb", "two_view_transform",
 ]
 
 
@@ -33,22 +35,20 @@ def load_datasets(cfg, eval_too: bool = False, pretrain: bool = True):
     ``image_size``, ``download``, ``verify``)."""
     if cfg.dataset not in PRESETS:
         raise ArgumentError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(PRESETS)}")
-    if cfg.data_root is None and cfg.dataset not in ("digits", "synthetic"):   # digits ships with scikit-learn
+    source = SOURCES[cfg.dataset]
+    if cfg.data_root is None and source.needs_root:     # digits ship with scikit-learn; synthetic is generated
         raise ArgumentError("data_root is required (--data-root DIR)")
     preset = preset_for(cfg.dataset, cfg.image_size)
-    if cfg.dataset == "synthetic":      # random images: cfg.synthetic_size for pre-training, a fifth of it to evaluate
-        from .synthetic_images import SyntheticImages
-        n = getattr(cfg, "synthetic_size", 50_000)
-        pre = TwoViews(SyntheticImages(n, preset.image_size, seed=0), two_view_transform(preset)) if pretrain else None
-        ev = tuple(TransformedDataset(SyntheticImages(max(1, n // 5), preset.image_size, seed=s),
-                                      eval_transform(preset)) for s in (1, 2)) if eval_too else None
+    bases = source.run_bases(cfg, preset.image_size)    # synthetic: sized by cfg.synthetic_size
+    if bases is not None:
+        pre = TwoViews(bases[0], two_view_transform(preset)) if pretrain else None
+        ev = tuple(TransformedDataset(b, eval_transform(preset)) for b in bases[1:]) if eval_too else None
         return pre, ev
     pre = pretrain_dataset(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
         if pretrain else None
     ev = eval_datasets(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
         if eval_too else None
     return pre, ev
-
 
 def num_classes_of(dataset) -> int | None:
     """The number of classes of any labelled dataset: one from ``build_dataset`` (or a wrapper of it), or an

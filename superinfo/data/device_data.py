@@ -7,7 +7,9 @@ there (``device_augment``), so a training step reads no image from the host and 
                             augment=torch.Generator(device=dev).manual_seed(seed))
     for v1, v2, y in batches: ...                          # y on the device; batch.labelled: its labelled rows
 
-Which data sets (``fits``): CIFAR-10, STL-10 (its stored 96 px images), digits, the synthetic images, and an
+Which data sets (``fits``): CIFAR-10/100, STL-10 (its stored 96 px images), MNIST and Fashion-MNIST (28 px,
+the gray channel repeated to RGB), SVHN, digits, the synthetic images, any source dataset that declares how its
+uint8 ``data`` is stored (``uint8_layout``: "NCHW", "NHWC" or "NHW"), and an
 ImageFolder of at most ``FOLDER_MAX_IMAGES`` images (each stored at the crop size, shorter side resized, centre
 cropped), when the uint8 tensor takes at most ``MAX_BYTES`` and at most ``MAX_MEMORY_SHARE`` of the GPU's memory.
 ImageNet-scale folders stay on the DataLoader.
@@ -35,6 +37,20 @@ MAX_MEMORY_SHARE = 0.25         # and at most a quarter of the GPU's memory
 FOLDER_MAX_IMAGES = 200_000     # an ImageFolder is decoded once, on the CPU: beyond this, the DataLoader
 
 
+# how a source's dataset stores ``.data`` (declared as its ``uint8_layout``): the axes that give [N, C, H, W]
+_LAYOUTS = {"NCHW": None, "NHWC": (0, 3, 1, 2), "NHW": None}
+
+
+def _array_images(base) -> torch.Tensor:
+    """A source's uint8 ``data`` as [N, 3, H, W]: channels last moved first, one channel (grayscale) repeated."""
+    array = np.asarray(base.data)
+    if base.uint8_layout == "NHW":
+        array = np.repeat(array[:, None], 3, axis=1)
+    elif _LAYOUTS[base.uint8_layout] is not None:
+        array = array.transpose(_LAYOUTS[base.uint8_layout])
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.uint8))
+
+
 def _base(dataset):
     while hasattr(dataset, "base") and not hasattr(dataset, "images_uint8"):
         dataset = dataset.base
@@ -44,9 +60,11 @@ def _base(dataset):
 def _kind(base) -> str | None:
     from torchvision.datasets import CIFAR10, STL10, ImageFolder
 
-    from .datasets import DigitsDataset
+    from .sources.digits import DigitsDataset
     if hasattr(base, "images_uint8"):
         return "tensor"
+    if getattr(base, "uint8_layout", None) in _LAYOUTS:       # a source's own array (MNIST, SVHN, ...)
+        return "array"
     if isinstance(base, CIFAR10):
         return "cifar"
     if isinstance(base, STL10):
@@ -67,6 +85,8 @@ def stored_bytes(dataset, image_size: int) -> int | None:
         return base.images_uint8.numel()
     if kind in ("cifar", "stl"):
         return int(np.prod(base.data.shape))
+    if kind == "array":
+        return int(np.prod(base.data.shape)) * (3 if base.uint8_layout == "NHW" else 1)
     if kind == "digits":
         return len(base) * 3 * base.image_size ** 2
     if kind == "folder" and len(base) <= FOLDER_MAX_IMAGES:
@@ -100,8 +120,10 @@ def _pil_to_uint8(image: Image.Image, size: int | None) -> np.ndarray:
 
 def uint8_images(dataset, image_size: int | None = None):
     """``(images, labels)``: uint8 [N, 3, H, W] and int64 [N] CPU tensors of a pre-training data set (a ``TwoViews``
-    of CIFAR-10, STL-10, digits, synthetic images or an ImageFolder; or anything with ``images_uint8`` and
-    ``labels``).  CIFAR-10 and STL-10 keep their stored size (the crop is taken from it, as on the CPU); folder
+    of CIFAR-10/100, STL-10, MNIST, Fashion-MNIST, SVHN, digits, synthetic images or an ImageFolder; or
+    anything with ``images_uint8`` and ``labels``, or with uint8 ``data``, ``targets`` and ``uint8_layout``).
+    Stored arrays keep their stored size (the crop is taken from it, as on the CPU; grayscale repeated to 3
+    channels); folder
     images are stored at ``image_size`` (shorter side resized, centre crop)."""
     base = _base(dataset)
     kind = _kind(base)
@@ -112,6 +134,8 @@ def uint8_images(dataset, image_size: int | None = None):
         return images, torch.as_tensor(base.targets, dtype=torch.int64)
     if kind == "stl":
         return torch.from_numpy(np.ascontiguousarray(base.data)), torch.as_tensor(base.labels, dtype=torch.int64)
+    if kind == "array":
+        return _array_images(base), torch.as_tensor(base.targets, dtype=torch.int64)
     if kind in ("digits", "folder"):
         if kind == "folder" and len(base) > FOLDER_MAX_IMAGES:
             raise ValueError(f"{len(base)} images: more than FOLDER_MAX_IMAGES = {FOLDER_MAX_IMAGES} to decode "
@@ -120,8 +144,9 @@ def uint8_images(dataset, image_size: int | None = None):
         size = None if kind == "digits" else image_size
         images = np.stack([_pil_to_uint8(im, size) for im, _ in items])
         return torch.from_numpy(images), torch.as_tensor([y for _, y in items], dtype=torch.int64)
-    raise ValueError(f"a {type(base).__name__} cannot be held as uint8 images on the device (CIFAR-10, STL-10, "
-                     "digits, synthetic and ImageFolder data sets can); use the DataLoader pipeline")
+    raise ValueError(f"a {type(base).__name__} cannot be held as uint8 images on the device (CIFAR-10/100, STL-10, "
+                     "MNIST, Fashion-MNIST, SVHN, digits, synthetic and ImageFolder data sets can); use the "
+                     "DataLoader pipeline")
 
 
 class DeviceBatch(tuple):

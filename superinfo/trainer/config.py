@@ -261,7 +261,7 @@ class RunPlan:
     world_size: int
     local_batch: int
     image_size: int | None
-    data_preset: str | None         # the superinfo.data preset (None: an in-memory data set of a name of its own)
+    data_preset: object             # the superinfo.data DataPreset (None: an in-memory data set of a name of its own)
     rank_seed: int                  # this rank's augmentations and batch order
     noise_seed: int                 # the posterior noise, drawn for the global batch: the same on every rank
     augment_seed: int               # the device pipeline's augmentations of this rank
@@ -287,13 +287,13 @@ class RunPlan:
                                 f"{cfg.batch_size - cfg.batch_size % world_size or world_size * 2}")
         try:
             preset = data.preset_for(cfg.dataset, cfg.image_size)
-            image_size, preset_name = preset.image_size, cfg.dataset
+            image_size = preset.image_size
         except ArgumentError:       # an in-memory data set under a name of its own: no preset
-            image_size, preset_name = cfg.image_size, None
+            preset, image_size = None, cfg.image_size
         return cls(device=device, amp_dtype={"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp],
                    channels_last=device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last),
                    rank=rank, world_size=world_size, local_batch=cfg.batch_size // world_size,
-                   image_size=image_size, data_preset=preset_name,
+                   image_size=image_size, data_preset=preset,
                    rank_seed=cfg.seed + RANK_SEED_STRIDE * rank, noise_seed=cfg.seed + 1,
                    augment_seed=cfg.seed + 2 + RANK_SEED_STRIDE * rank,
                    lambda_warmup_epochs=LAMBDA_WARMUP_SHARE * cfg.epochs if cfg.lambda_warmup_epochs is None

@@ -211,7 +211,7 @@ def _device_batches(cfg: TrainConfig, plan: RunPlan, dataset, generator):
     augment_generator = torch.Generator(device=plan.device).manual_seed(plan.augment_seed)
     batches = device_data.DeviceBatches(
         images.to(plan.device), labels, plan.local_batch,
-        DeviceAugment(data.preset_for(cfg.dataset, cfg.image_size), plan.device),
+        DeviceAugment(plan.data_preset, plan.device),
         order=generator, augment_generator=augment_generator, seed=cfg.seed, rank=plan.rank,
         world_size=plan.world_size)
     return batches, augment_generator
