@@ -67,8 +67,10 @@ def _check_data_root(root, dataset, download, flag="--data-root"):
     if dataset != "transfer" and not needs_root(dataset):      # digits (shipped with scikit-learn), synthetic (random images)
         return
     if root is None:
-        raise ArgumentError(f"{flag} DIR is required for --dataset {dataset} (only digits, e.g. --preset digits, "
-                            "needs no data root)")
+        from .data.sources import SOURCES
+        free = ", ".join(n for n, s in SOURCES.items() if not s.needs_root)
+        raise ArgumentError(f"{flag} DIR is required for --dataset {dataset} (only {free} need no data root, e.g. "
+                            "--preset digits)")
     if download:
         p = Path(root)
         if p.exists() and not p.is_dir():

@@ -1,7 +1,6 @@
 """The device data pipeline (uint8 images on the device, batched augmentation there), exercised on CPU tensors:
 bit-identical resume, no device read inside a step, the pipeline choice, the synthetic data set through the CLI,
 and --compile."""
-import csv
 import os
 import subprocess
 import sys
@@ -11,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fixtures_state import assert_same_state
+from fixtures_state import assert_same_state, log_rows, tiny_train_argv
+from fixtures_state import tiny_config as shared_tiny_config
 from mi_toolkit.errors import ArgumentError
 from superinfo import data
 from superinfo.cli import main
@@ -26,22 +26,17 @@ from host_syncs import CountHostReads  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
+DEVICE_RUN = dict(dataset="synthetic", image_size=8, device="cpu", data_pipeline="device")
+
+
 def synthetic_views(n=48, size=8, seed=0):
     preset = data.preset_for("synthetic", size)
     return data.TwoViews(SyntheticImages(n, size, seed=seed), data.two_view_transform(preset))
 
 
 def tiny_config(out, **kw):
-    base = dict(dataset="synthetic", image_size=8, out=str(out), arch="tiny", width=4, epochs=2, batch_size=16,
-                num_workers=0, warmup_epochs=0.5, lambda_a=0.1, sigma="learned", progress=False, final_eval="none",
-                log_every=2, device="cpu", data_pipeline="device")
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _log_rows(run_dir):
-    with open(run_dir / "log.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in ("images_per_s", "elapsed_s")} for r in csv.DictReader(f)]
+    """The shared tiny run on synthetic images, through the device pipeline."""
+    return shared_tiny_config(out, **{**DEVICE_RUN, **kw})
 
 
 def test_resume_with_the_device_pipeline_is_bit_identical(tmp_path):
@@ -53,7 +48,7 @@ def test_resume_with_the_device_pipeline_is_bit_identical(tmp_path):
     a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert_same_state(a, b)
     assert torch.equal(a["rng"][0]["augment"], b["rng"][0]["augment"])
-    assert _log_rows(tmp_path / "a") == _log_rows(tmp_path / "b")
+    assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b")
     # the loader pipeline on the same images is another run (other random streams), and trains too
     other = train(tiny_config(tmp_path / "c", data_pipeline="loader"), pretrain_data=synthetic_views())
     assert other["epoch"] == 2 and load_checkpoint(tmp_path / "c" / "checkpoint.pt")["rng"][0]["augment"] is None
@@ -115,12 +110,11 @@ def test_unlabelled_rows_are_masked_and_counted_on_the_host(tmp_path):
 
 def test_synthetic_data_through_the_cli(tmp_path, capsys):
     run = tmp_path / "run"
-    rc = main(["train", "--dataset", "synthetic", "--synthetic-size", "64", "--image-size", "8", "--arch", "tiny",
-               "--width", "4", "--epochs", "1", "--batch-size", "16", "--data-pipeline", "device", "--device", "cpu",
-               "--final-eval", "none", "--no-progress", "--threads", "1", "--out", str(run)])
+    rc = main(tiny_train_argv(run, preset=None, **DEVICE_RUN, synthetic_size=64, max_steps_per_epoch=None,
+                              final_eval="none"))
     assert rc == 0 and (run / "checkpoint.pt").exists()
     assert '"data_pipeline": "device"' in (run / "config.json").read_text()
-    assert len(_log_rows(run)) >= 1
+    assert len(log_rows(run)) >= 1
 
 
 _COMPILE_PROBE = """
@@ -198,3 +192,17 @@ def test_device_batches_split_an_epoch_over_ranks_like_distributed_sampler():
     r0, r1 = epoch(0, 2), epoch(1, 2)
     assert len(r0) == len(r1) == 24 and not set(r0) & set(r1)
     assert epoch(0, 2, e=1) != r0                    # a new order each epoch, the same on every rank
+
+
+def test_device_pipeline_holds_the_train_split_only_of_a_folder_without_splits(tmp_path):
+    """A folder with no train/test folders is split by a fixed holdout: the device must hold the train side only
+    (before, it unwrapped the subset and held every image, the held-out test images among them)."""
+    from fixtures_data import write_imagefolder
+
+    write_imagefolder(tmp_path / "f", per_class=10, splits=())
+    views = data.pretrain_dataset("imagefolder", tmp_path / "f", data.preset_for("imagefolder", 16))
+    _, test = data.eval_datasets("imagefolder", tmp_path / "f", data.preset_for("imagefolder", 16))
+    assert len(views) + len(test) == 30 and len(test) > 0
+    images, labels = uint8_images(views, 16)
+    assert images.shape[0] == len(views) and stored_bytes(views, 16) == images.numel()
+    assert labels.tolist() == [views.base[i][1] for i in range(len(views))]

@@ -52,9 +52,20 @@ def _array_images(base) -> torch.Tensor:
 
 
 def _base(dataset):
+    return _base_and_rows(dataset)[0]
+
+
+def _base_and_rows(dataset):
+    """The stored data set under the wrappers (views, transforms, fixed subsets) and the rows of it they keep (None:
+    all of them): a holdout subset's indices, composed through every level, so that the device holds the train
+    split only and never the images held out for testing."""
+    rows = None
     while hasattr(dataset, "base") and not hasattr(dataset, "images_uint8"):
+        if hasattr(dataset, "indices"):
+            index = torch.as_tensor(dataset.indices, dtype=torch.int64)
+            rows = index if rows is None else index[rows]
         dataset = dataset.base
-    return dataset
+    return dataset, rows
 
 
 def _kind(base) -> str | None:
@@ -79,7 +90,13 @@ def _kind(base) -> str | None:
 def stored_bytes(dataset, image_size: int) -> int | None:
     """The size of ``uint8_images(dataset)`` without decoding anything; None when it cannot be built (an in-memory
     data set of float views, an ImageNet-size folder)."""
-    base = _base(dataset)
+    base, rows = _base_and_rows(dataset)
+    kept = 1.0 if rows is None else len(rows) / max(len(base), 1)
+    size = _stored_bytes_of(base, image_size)
+    return None if size is None else int(round(size * kept))
+
+
+def _stored_bytes_of(base, image_size: int) -> int | None:
     kind = _kind(base)
     if kind == "tensor":
         return base.images_uint8.numel()
@@ -125,7 +142,25 @@ def uint8_images(dataset, image_size: int | None = None):
     Stored arrays keep their stored size (the crop is taken from it, as on the CPU; grayscale repeated to 3
     channels); folder
     images are stored at ``image_size`` (shorter side resized, centre crop)."""
-    base = _base(dataset)
+    base, rows = _base_and_rows(dataset)
+    if rows is not None and _kind(base) in ("digits", "folder"):      # decode only the kept images
+        images, labels = _decoded(base, _kind(base), image_size, rows.tolist())
+        return images, labels
+    images, labels = _all_uint8_images(base, image_size)
+    return (images, labels) if rows is None else (images[rows], labels[rows])
+
+
+def _decoded(base, kind: str, image_size, rows) -> tuple:
+    if kind == "folder" and len(rows) > FOLDER_MAX_IMAGES:
+        raise ValueError(f"{len(rows)} images: more than FOLDER_MAX_IMAGES = {FOLDER_MAX_IMAGES} to decode "
+                         "into memory; use the DataLoader pipeline")
+    items = [base[i] for i in rows]
+    size = None if kind == "digits" else image_size
+    images = np.stack([_pil_to_uint8(im, size) for im, _ in items])
+    return torch.from_numpy(images), torch.as_tensor([y for _, y in items], dtype=torch.int64)
+
+
+def _all_uint8_images(base, image_size):
     kind = _kind(base)
     if kind == "tensor":
         return base.images_uint8, torch.as_tensor(base.labels, dtype=torch.int64)
@@ -137,13 +172,7 @@ def uint8_images(dataset, image_size: int | None = None):
     if kind == "array":
         return _array_images(base), torch.as_tensor(base.targets, dtype=torch.int64)
     if kind in ("digits", "folder"):
-        if kind == "folder" and len(base) > FOLDER_MAX_IMAGES:
-            raise ValueError(f"{len(base)} images: more than FOLDER_MAX_IMAGES = {FOLDER_MAX_IMAGES} to decode "
-                             "into memory; use the DataLoader pipeline")
-        items = [base[i] for i in range(len(base))]
-        size = None if kind == "digits" else image_size
-        images = np.stack([_pil_to_uint8(im, size) for im, _ in items])
-        return torch.from_numpy(images), torch.as_tensor([y for _, y in items], dtype=torch.int64)
+        return _decoded(base, kind, image_size, range(len(base)))
     raise ValueError(f"a {type(base).__name__} cannot be held as uint8 images on the device (CIFAR-10/100, STL-10, "
                      "MNIST, Fashion-MNIST, SVHN, digits, synthetic and ImageFolder data sets can); use the "
                      "DataLoader pipeline")

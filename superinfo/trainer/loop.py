@@ -19,8 +19,8 @@ Two data pipelines (``cfg.data_pipeline``, ``--data-pipeline``): "loader", a Dat
 per-image torchvision transforms on the CPU; "device", the data set's uint8 images moved to the device once and
 each batch augmented there in one pass (``superinfo.data.device_data``, ``superinfo.data.device_augment``: the same
 distributions, its generator in the checkpoint).  "auto" (the default) is "device" on CUDA when the images fit
-(at most 8 GiB and a quarter of the GPU's memory: CIFAR-10, STL-10, digits, synthetic, an ImageFolder of at most
-200,000 images), "loader" otherwise.  ``cfg.compile`` wraps the model's forward and the loss in ``torch.compile``.
+(at most 8 GiB and a quarter of the GPU's memory: every data set of ``superinfo.data.sources`` that holds its images
+as one uint8 array, and an ImageFolder of at most 200,000 images), "loader" otherwise.  ``cfg.compile`` wraps the model's forward and the loss in ``torch.compile``.
 
 Checkpoints are written at the end of each epoch, atomically (``superinfo.trainer.run``); a resumed run is
 bit-identical to an uninterrupted one (tested, on one process and on two).
@@ -198,7 +198,8 @@ def data_pipeline(cfg: TrainConfig, dataset, plan: RunPlan) -> str:
             else "loader"
     if device_data.stored_bytes(dataset, plan.image_size) is None:
         raise ArgumentError(f"--data-pipeline device: a {type(dataset).__name__} cannot be held on the device as uint8 "
-                            "images (CIFAR-10, STL-10, digits, synthetic and ImageFolder data sets of at most "
+                            "images (the data sets of superinfo.data.sources that hold one uint8 array, and "
+                            "ImageFolder data sets of at most "
                             f"{device_data.FOLDER_MAX_IMAGES} images can); use --data-pipeline loader")
     return "device"
 
