@@ -409,3 +409,28 @@ def test_verify_accepts_files_with_the_listed_md5s(tmp_path, monkeypatch):
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))                      # coarse clocks: make the change visible
     with pytest.raises(IntegrityError, match="data_batch_4"):
         build_dataset("cifar10", tmp_path, "train")
+
+
+def test_train_subset_is_stratified_fixed_and_flows_from_its_one_field(tmp_path):
+    """``train_subset``, declared once in TrainConfig: the flag, its range and the subset all follow from it."""
+    import dataclasses
+    from collections import Counter
+
+    from superinfo.cli import build_parser, train_config_from_args
+    from superinfo.data import load_datasets
+    from superinfo.data.sources.base import stratified_indices
+
+    labels = [0] * 60 + [1] * 30 + [2] * 10
+    picked = stratified_indices(labels, 20)
+    assert Counter(labels[i] for i in picked) == {0: 12, 1: 6, 2: 2} and picked == stratified_indices(labels, 20)
+    args = build_parser().parse_args(["train", "--preset", "digits", "--out", str(tmp_path), "--train-subset", "300"])
+    cfg = train_config_from_args(args)
+    pre, _ = load_datasets(cfg)
+    full, _ = load_datasets(dataclasses.replace(cfg, train_subset=None))
+    assert len(pre) == 300 and len(full) > 300
+    counts, all_counts = Counter(pre.base.targets), Counter(full.base.targets)
+    assert all(abs(counts[c] / 300 - all_counts[c] / len(full)) < 0.01 for c in all_counts)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--train-subset", "0"])
+    with pytest.raises(ValueError, match="more than the"):
+        load_datasets(dataclasses.replace(cfg, train_subset=10**6))

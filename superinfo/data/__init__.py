@@ -32,7 +32,7 @@ __all__ = [
 
 def load_datasets(cfg, eval_too: bool = False, pretrain: bool = True):
     """``(pretrain_ds | None, (train_ds, test_ds) | None)`` for a run's settings (``cfg.dataset``, ``data_root``,
-    ``image_size``, ``download``, ``verify``)."""
+    ``image_size``, ``download``, ``verify``, ``train_subset``)."""
     if cfg.dataset not in PRESETS:
         raise ArgumentError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(PRESETS)}")
     source = SOURCES[cfg.dataset]
@@ -43,12 +43,15 @@ def load_datasets(cfg, eval_too: bool = False, pretrain: bool = True):
     if bases is not None:
         pre = TwoViews(bases[0], two_view_transform(preset)) if pretrain else None
         ev = tuple(TransformedDataset(b, eval_transform(preset)) for b in bases[1:]) if eval_too else None
-        return pre, ev
-    pre = pretrain_dataset(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
-        if pretrain else None
-    ev = eval_datasets(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
-        if eval_too else None
+    else:
+        pre = pretrain_dataset(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
+            if pretrain else None
+        ev = eval_datasets(cfg.dataset, cfg.data_root, preset, download=cfg.download, verify=cfg.verify) \
+            if eval_too else None
+    if pre is not None and cfg.train_subset is not None:    # the same images every run (HOLDOUT_SEED)
+        pre = TwoViews(_stratified_subset(pre.base, cfg.train_subset), pre.transform, seed=pre.seed)
     return pre, ev
+
 
 def num_classes_of(dataset) -> int | None:
     """The number of classes of any labelled dataset: one from ``build_dataset`` (or a wrapper of it), or an
@@ -60,3 +63,17 @@ def num_classes_of(dataset) -> int | None:
         if n is None and hasattr(dataset, "classes"):
             n = len(dataset.classes)
         return None if n is None else int(n)
+
+
+def _stratified_subset(base, n: int):
+    """``train_subset``: n images of ``base`` in its class proportions, fixed by ``HOLDOUT_SEED``."""
+    from .sources.base import Subset, stratified_indices
+    labels = getattr(base, "targets", None)
+    if labels is None:
+        labels = getattr(base, "labels", None)
+    if labels is None:
+        raise ArgumentError(f"train_subset: a {type(base).__name__} has no labels to stratify by")
+    if n > len(labels):
+        raise ArgumentError(f"train_subset {n} is more than the {len(labels)} images of the pre-training split")
+    return Subset(base, stratified_indices(labels, n))
+

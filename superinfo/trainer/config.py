@@ -142,6 +142,9 @@ class TrainConfig:
                                  "images fit in 8 GiB and a quarter of the GPU)", choices=DATA_PIPELINES)
     compile: bool = setting(False, "torch.compile the model and the loss (--compile, or true/false; default false)",
                             bool_flags="bare", resume=True)
+    train_subset: int | None = setting(None, "pre-train on a fixed, class-stratified subset of this many images of "
+                                       "the pre-training split (the same images every run: a CPU-sized budget); "
+                                       "default: all of them", range=INT1)
     synthetic_size: int = setting(50_000, "images of --dataset synthetic (random uint8 images; default 50000)",
                                   range=INT1)
     log_every: int = setting(10, "steps per CSV row", range=INT1, resume=True)

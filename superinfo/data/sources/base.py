@@ -32,7 +32,7 @@ from ..integrity import CorruptDataError, IntegrityError, MissingDataError, md5_
 from ..preset import DataPreset
 
 __all__ = ["HOLDOUT_FRACTION", "HOLDOUT_SEED", "NO_VERIFY_HINT", "Source", "Subset", "classes_of", "corrupt",
-           "fetch_if_missing", "holdout_indices", "md5_check_files", "raise_md5_mismatch", "require_files",
+           "fetch_if_missing", "holdout_indices", "stratified_indices", "md5_check_files", "raise_md5_mismatch", "require_files",
            "require_paths", "verify_md5"]
 
 HOLDOUT_FRACTION = 0.2      # test share when a folder (or digits) has no split of its own
@@ -204,3 +204,23 @@ def holdout_indices(labels: Sequence[int], split: str, fraction: float = HOLDOUT
         n_test = int(round(fraction * len(members))) if len(members) > 1 else 0
         chosen.extend(members[:n_test] if split == "test" else members[n_test:])
     return sorted(int(i) for i in chosen)
+
+
+def stratified_indices(labels: Sequence[int], n: int, seed: int = HOLDOUT_SEED) -> list:
+    """``n`` rows of ``labels`` chosen at random (fixed by ``seed``) in each class's proportion (largest remainders;
+    unlabelled rows, label < 0, count as one class): a subset with the full set's class balance, the same every run."""
+    labels = np.asarray(labels)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= len(labels):
+        raise ArgumentError(f"a subset of {n!r} images: expected an integer in [1, {len(labels)}] (the images there are)")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = counts * n / len(labels)
+    take = np.floor(quota).astype(int)
+    for i in np.argsort(-(quota - take), kind="stable")[: n - take.sum()]:
+        take[i] += 1
+    chosen = []
+    for c, k in zip(classes, take):
+        members = np.flatnonzero(labels == c)
+        chosen.extend(members[rng.permutation(len(members))[:k]])
+    return sorted(int(i) for i in chosen)
+
