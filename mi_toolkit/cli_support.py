@@ -21,7 +21,7 @@ from .errors import ArgumentError, UserError
 from .settings import Range, split_items
 
 __all__ = ["HelpFormatter", "add_version", "float_arg", "float_list", "int_arg", "int_list", "name_list",
-           "ReplaceOnSuccess", "check_input_file", "check_input_dir", "check_output_dir", "check_output_file",
+           "FolderLock", "ReplaceOnSuccess", "check_input_file", "check_not_in_use", "check_input_dir", "check_output_dir", "check_output_file",
            "created_dir_guard",
            "progress_default", "resolve_threads", "run_cli"]
 
@@ -153,7 +153,7 @@ def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resu
             raise ArgumentError(f"{flag} {path}: is a file, expected a folder")
         if not os.access(p, os.W_OK | os.X_OK):
             raise ArgumentError(f"{flag} {path}: the folder is not writable")
-        entries = [e.name for e in p.iterdir()]
+        entries = [e.name for e in p.iterdir() if e.name != LOCK]
         if entries and not overwrite:
             ours = [n for n in entries if any(fnmatch.fnmatch(n, k) for k in known)]
             others = [n for n in entries if n not in ours]
@@ -170,6 +170,77 @@ def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resu
     else:
         _check_creatable(p, flag, path)
     return p
+
+
+LOCK = ".lock"      # a live writer's pid and host, in the folder it writes
+
+
+def _lock_holder(path: Path) -> str | None:
+    """Who holds the lock file ``path``: "process PID on HOST" while that process lives, None when the file is
+    missing or stale (its process died without removing it)."""
+    try:
+        pid_text, host = path.read_text().split("\n")[:2]
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if host != _host():
+        return f"process {pid} on {host}"       # cannot see another machine's processes: assume it lives
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:     # alive, someone else's
+        pass
+    return f"process {pid} on {host}"
+
+
+def _host() -> str:
+    import socket
+    return socket.gethostname()
+
+
+def check_not_in_use(folder, flag: str = "--out") -> None:
+    """Refuses a folder another live process is writing (its lock file); a stale lock is ignored."""
+    p = Path(folder) / LOCK
+    holder = _lock_holder(p) if p.exists() else None
+    if holder is not None:
+        raise ArgumentError(f"{flag} {folder}: another run is writing there ({holder}); wait for it, or pick "
+                            f"another {flag}")
+
+
+class FolderLock:
+    """One live writer per folder: creates ``folder/.lock`` (O_EXCL) with this pid and host and removes it on exit.
+    A lock left by a dead process is taken over; one held by a live process is an ``ArgumentError``.  Two commands
+    started together both pass their checks, but only one of them gets the lock."""
+
+    def __init__(self, folder, flag: str = "--out"):
+        self.folder, self.flag, self.path = (None, flag, None) if folder is None else \
+            (Path(folder), flag, Path(folder) / LOCK)
+
+    def __enter__(self) -> "FolderLock":
+        if self.path is None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _lock_holder(self.path)
+                if holder is not None:
+                    self.path = None        # not ours: never removed by us
+                    raise ArgumentError(f"{self.flag} {self.folder}: another run is writing there ({holder}); "
+                                        f"wait for it, or pick another {self.flag}") from None
+                self.path.unlink(missing_ok=True)       # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()}\n{_host()}\n")
+            return self
+        raise ArgumentError(f"{self.flag} {self.folder}: could not take the lock {self.path}")
+
+    def __exit__(self, *exc) -> bool:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+        return False
 
 
 class ReplaceOnSuccess:

@@ -503,7 +503,9 @@ def _dispatch(args) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
-    from mi_toolkit.cli_support import ReplaceOnSuccess, created_dir_guard, resolve_threads
+    import os
+
+    from mi_toolkit.cli_support import FolderLock, ReplaceOnSuccess, created_dir_guard, resolve_threads
 
     from .cli_checks import validate
     if args.command == "train":         # the one TrainConfig of this command line, built once
@@ -513,9 +515,12 @@ def _dispatch(args) -> int:
 
     torch.set_num_threads(resolve_threads(getattr(args, "threads", 1)))
     out = getattr(args, "out", None) if args.command in ("world", "sweep-world", "train", "demo", "sweep") else None
-    # a command that fails leaves no empty folder it created behind, and the results --overwrite replaces are
-    # deleted only once the new ones exist
-    with created_dir_guard(out), ReplaceOnSuccess(out, args.replaces, prog=f"superinfo {args.command}"):
+    written = getattr(args, "resume", None) if args.command == "train" and args.resume else out
+    # one live writer per folder (rank 0 under torchrun takes the lock for all); a command that fails leaves no
+    # empty folder it created behind; the results --overwrite replaces are deleted only once the new ones exist
+    lock = FolderLock(written if os.environ.get("RANK", "0") == "0" else None,
+                      "--resume" if written is not out else "--out")
+    with created_dir_guard(out), lock, ReplaceOnSuccess(out, args.replaces, prog=f"superinfo {args.command}"):
         return args.func(args)
 
 

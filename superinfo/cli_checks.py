@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mi_toolkit.cli_support import check_input_dir, check_output_dir, check_output_file, progress_default
+from mi_toolkit.cli_support import (check_input_dir, check_not_in_use, check_output_dir, check_output_file,
+                                    progress_default)
 from mi_toolkit.errors import ArgumentError
 
 __all__ = ["RUN_FILES", "validate", "interrupted"]
@@ -79,9 +80,21 @@ def _check_data_root(root, dataset, download, flag="--data-root"):
     check_input_dir(root, flag)
 
 
+def _check_root_is_used(cfg) -> None:
+    """A --data-root given to a data set that reads none (digits, synthetic) would be ignored: the user almost
+    certainly meant their own images."""
+    from .data.sources import needs_root
+    if cfg.data_root is not None and not needs_root(cfg.dataset):
+        raise ArgumentError(f"--data-root {cfg.data_root} is not read by --dataset {cfg.dataset} (it needs no data "
+                            "root); for your own images add --dataset imagefolder (class folders), or leave "
+                            "--data-root out")
+
+
 def _check_out_dir(args, *, resumable=None, known=()):
-    """--out: new, empty, or (--overwrite) to be replaced; ``known``: the names this command writes there, the only
-    ones --overwrite replaces (``args.replaces``; nothing is touched here)."""
+    """--out: not being written by another process, new, empty, or (--overwrite) to be replaced; ``known``: the
+    names this command writes there, the only ones --overwrite replaces (``args.replaces``; nothing is touched
+    here)."""
+    check_not_in_use(args.out)
     check_output_dir(args.out, "--out", overwrite=getattr(args, "overwrite", False), resumable=resumable,
                      known=known)
     args.replaces = tuple(known) if getattr(args, "overwrite", False) else ()
@@ -94,20 +107,33 @@ def _validate_train(args):
     if args.resume:
         if args.preset is not None:
             raise ArgumentError("--preset cannot be given with --resume (the run keeps its own settings)")
+        check_not_in_use(args.resume, "--resume")
         run = _check_run(args.resume, "--resume")
         if not (run / CONFIG).is_file():
             raise ArgumentError(f"--resume {args.resume}: not a run folder (no {CONFIG})")
         if args.data_root is not None:
             check_input_dir(args.data_root, "--data-root") if not args.download else None
+        if args.epochs is not None:
+            from .trainer.run import checkpoint_epoch
+            done = checkpoint_epoch(run / CHECKPOINT)
+            if args.epochs < done:
+                raise ArgumentError(f"--epochs {args.epochs}: the run in {args.resume} has already finished {done} "
+                                    f"epoch(s); give --epochs {done} or more (or start a new run)")
         return
     if args.out is None:
         raise ArgumentError("--out RUN_DIR is required (or --resume RUN_DIR)")
     cfg = args.train_config         # built (and every setting checked) once, from the flags
     _check_data_root(cfg.data_root, cfg.dataset, cfg.download)
+    _check_root_is_used(cfg)
     out = Path(args.out)
+    check_not_in_use(out)
     if (out / CHECKPOINT).exists() and not args.overwrite:
         raise ArgumentError(f"--out {args.out} already holds a run; continue it with superinfo train --resume "
                             f"{args.out}, pick another --out, or pass --overwrite to start it again")
+    if (out / CONFIG).exists() and not (out / CHECKPOINT).exists() and not args.overwrite:
+        raise ArgumentError(f"--out {args.out} holds a run that stopped before its first epoch finished (no "
+                            f"{CHECKPOINT}, so nothing to resume); start it again with --overwrite, or pick another "
+                            "--out")
     _check_out_dir(args, resumable=f"continue a run with superinfo train --resume {args.out}", known=RUN_FILES)
 
 
@@ -170,7 +196,8 @@ def interrupted(args) -> str | None:
         run = args.resume or args.out
         ckpt = Path(run) / CHECKPOINT if run else None
         if ckpt is None or not ckpt.exists():
-            return "no epoch had finished, so no checkpoint was written"
+            again = "; start it again with the same command plus --overwrite" if args.out else ""
+            return f"no epoch had finished, so no checkpoint was written{again}"
         try:
             epoch = checkpoint_epoch(ckpt)
         except Exception:       # noqa: BLE001 -- a message, whatever the file holds

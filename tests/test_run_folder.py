@@ -118,3 +118,58 @@ def test_bench_overwrite_that_fails_keeps_the_earlier_results(tmp_path, monkeypa
     assert mi_toolkit_main(argv + ["--overwrite"]) == 130
     assert _files(out) == before, capsys.readouterr().err
     assert signal.SIGINT    # (the CLI's Ctrl-C path: exit 130, earlier results restored)
+
+
+def test_a_folder_a_live_process_writes_is_refused_and_a_stale_lock_is_taken_over(finished_run, tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mi_toolkit.cli_support import LOCK, FolderLock
+    out = tmp_path / "busy"
+    out.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK).write_text(f"{sleeper.pid}\n{socket.gethostname()}\n")     # a live writer
+        assert main(TINY + ["--out", str(out)]) == 2
+        assert f"another run is writing there (process {sleeper.pid}" in capsys.readouterr().err
+        with pytest.raises(ArgumentError, match="another run is writing"):
+            with FolderLock(out):
+                pass
+        assert (out / LOCK).read_text().startswith(str(sleeper.pid))        # the live writer's lock stays
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with FolderLock(out):                      # its process is gone: the stale lock is taken over
+        assert (out / LOCK).read_text().startswith(str(os.getpid()))
+    assert not (out / LOCK).exists()
+    assert main(TINY + ["--out", str(tmp_path / "fresh")]) == 0 and not (tmp_path / "fresh" / LOCK).exists()
+
+
+def test_data_root_that_the_data_set_ignores_is_refused(tmp_path, capsys):
+    (tmp_path / "my_images" / "cats").mkdir(parents=True)
+    assert main(TINY + ["--data-root", str(tmp_path / "my_images"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset imagefolder" in err and "not read by --dataset digits" in err
+
+
+def test_resume_with_fewer_epochs_than_finished_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    two_epochs = TINY[:TINY.index("--epochs") + 1] + ["2"] + TINY[TINY.index("--epochs") + 2:]
+    assert main(two_epochs + ["--out", str(run)]) == 0
+    before = (run / "config.json").read_bytes()
+    assert main(["train", "--resume", str(run), "--epochs", "1", "--no-progress"]) == 2
+    assert "already finished 2 epoch(s)" in capsys.readouterr().err
+    assert (run / "config.json").read_bytes() == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_told_how_to_restart(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "log.csv").write_text("epoch,step\n")
+    assert main(TINY + ["--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "stopped before its first epoch finished" in err and "start it again with --overwrite" in err
+    assert main(TINY + ["--out", str(run), "--overwrite"]) == 0 and (run / "checkpoint.pt").exists()
