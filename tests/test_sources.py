@@ -5,7 +5,6 @@ pretrain_dataset, eval_datasets, load_datasets, the device pipeline's uint8_imag
 import gzip
 import hashlib
 import pickle
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,13 +17,13 @@ from superinfo.data import (CorruptDataError, IntegrityError, MissingDataError, 
                             load_datasets, num_classes, preset_for, pretrain_dataset)
 from superinfo.data.device_data import stored_bytes, uint8_images
 from superinfo.data.sources import SOURCES, Source, needs_root
+from superinfo.trainer import TrainConfig
 from superinfo.data.sources import mnist as mnist_source
 from superinfo.tools.transfer import TRANSFER_DATASETS, load_transfer_splits
 
 
 def _cfg(dataset, root, **kw):
-    return SimpleNamespace(dataset=dataset, data_root=None if root is None else str(root), image_size=None,
-                           download=False, verify=False, **kw)
+    return TrainConfig(dataset=dataset, data_root=None if root is None else str(root), verify=False, **kw)
 
 
 # --- the registry ---------------------------------------------------------------------------------------------------

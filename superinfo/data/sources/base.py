@@ -31,7 +31,7 @@ from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 from ..integrity import CorruptDataError, IntegrityError, MissingDataError, md5_matches, verified_once
 from ..preset import DataPreset
 
-__all__ = ["HOLDOUT_FRACTION", "HOLDOUT_SEED", "NO_VERIFY_HINT", "Source", "Subset", "classes_of", "corrupt",
+__all__ = ["ArchiveSource", "HOLDOUT_FRACTION", "HOLDOUT_SEED", "NO_VERIFY_HINT", "Source", "Subset", "classes_of", "corrupt",
            "fetch_if_missing", "holdout_indices", "stratified_indices", "md5_check_files", "raise_md5_mismatch", "require_files",
            "require_paths", "verify_md5"]
 
@@ -101,6 +101,25 @@ class Source:
 
 def corrupt(name: str, path, problem: str) -> CorruptDataError:
     return CorruptDataError(f"{name}: {path}: {problem}")
+
+
+class ArchiveSource(Source):
+    """A data set torchvision extracts from archives whose md5s it publishes (DTD, Flowers-102, GTSRB): the md5s
+    cover the archives, and the extracted images only through them."""
+
+    def integrity_note(self, root: Path, verify: bool) -> str:
+        note = super().integrity_note(root, verify)
+        return note + "; extracted images are covered only through the archives" if verify else note
+
+    def checked_root(self, root: Path, download: bool, verify: bool) -> Path:
+        """``root`` once its files are there (fetched with ``download``) and, with ``verify``, its archives' md5s
+        match."""
+        fetch_if_missing(self, root, download)
+        require_paths(self, root)
+        if verify:
+            verify_md5(self.name, root, self.md5)
+        return root
+
 
 
 def require_files(folder: Path, names, source: Source, root: Path) -> None:

@@ -15,14 +15,14 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
 from ..images import load_rgb
-from .base import Source, corrupt, fetch_if_missing, require_paths, verify_md5
+from .base import ArchiveSource, corrupt
 
 __all__ = ["DTD", "DTD_PARTITION"]
 
 DTD_PARTITION = 1           # torchvision's default; the InfoCL / Kornblith et al. protocol reports partition 1
 
 
-class DtdSource(Source):
+class DtdSource(ArchiveSource):
     name = "dtd"
     splits = ("train", "val", "test")
     transfer_splits = (("train", "val"), "test")
@@ -37,15 +37,8 @@ class DtdSource(Source):
     def download(self, root: Path) -> None:
         tv_datasets.DTD(str(root), download=True)
 
-    def integrity_note(self, root: Path, verify: bool) -> str:
-        note = super().integrity_note(root, verify)
-        return note + "; extracted images are covered only through the archive" if verify else note
-
     def load(self, root, split, *, download=False, verify=True, image_size=None) -> Dataset:
-        fetch_if_missing(self, root, download)
-        require_paths(self, root)
-        if verify:
-            verify_md5(self.name, root, self.md5)
+        self.checked_root(root, download, verify)
         folder = root / "dtd" / "dtd"
         classes = {}
         for part in self.splits:

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
 from ..images import load_rgb
-from .base import Source, corrupt, fetch_if_missing, require_paths, verify_md5
+from .base import ArchiveSource, corrupt
 
 __all__ = ["FLOWERS102"]
 
@@ -41,7 +41,7 @@ def _loadmat(path: Path, keys) -> dict:
     return content
 
 
-class Flowers102Source(Source):
+class Flowers102Source(ArchiveSource):
     name = "flowers102"
     splits = ("train", "val", "test")
     transfer_splits = (("train", "val"), "test")
@@ -56,15 +56,8 @@ class Flowers102Source(Source):
     def download(self, root: Path) -> None:
         tv_datasets.Flowers102(str(root), download=True)
 
-    def integrity_note(self, root: Path, verify: bool) -> str:
-        note = super().integrity_note(root, verify)
-        return note + "; extracted images are covered only through the archive" if verify else note
-
     def load(self, root, split, *, download=False, verify=True, image_size=None) -> Dataset:
-        fetch_if_missing(self, root, download)
-        require_paths(self, root)
-        if verify:
-            verify_md5(self.name, root, self.md5)
+        self.checked_root(root, download, verify)
         base = root / "flowers-102"
         labels = np.atleast_1d(_loadmat(base / "imagelabels.mat", ["labels"])["labels"])
         if len(labels) and not 1 <= labels.min() <= labels.max() <= 102:

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 from torchvision import datasets as tv_datasets
 
-from .base import Source, corrupt, fetch_if_missing, require_paths, verify_md5
+from .base import ArchiveSource, corrupt
 
 __all__ = ["GTSRB"]
 
@@ -31,7 +31,7 @@ class _GTSRB(tv_datasets.GTSRB):
             raise corrupt("gtsrb", self._samples[index][0], f"cannot read image ({exc})") from exc
 
 
-class GtsrbSource(Source):
+class GtsrbSource(ArchiveSource):
     name = "gtsrb"
     splits = ("train", "test")
     transfer_splits = (("train",), "test")
@@ -51,15 +51,8 @@ class GtsrbSource(Source):
         tv_datasets.GTSRB(str(root), split="train", download=True)
         tv_datasets.GTSRB(str(root), split="test", download=True)
 
-    def integrity_note(self, root: Path, verify: bool) -> str:
-        note = super().integrity_note(root, verify)
-        return note + "; extracted images are covered only through the archives" if verify else note
-
     def load(self, root, split, *, download=False, verify=True, image_size=None) -> Dataset:
-        fetch_if_missing(self, root, download)
-        require_paths(self, root)
-        if verify:
-            verify_md5(self.name, root, self.md5)
+        self.checked_root(root, download, verify)
         base = root / "gtsrb"
         training = base / "GTSRB" / "Training"
         folders = sorted(p.name for p in training.iterdir() if p.is_dir())
