@@ -127,12 +127,43 @@ def _nearest_existing(p: Path) -> Path:
 
 
 def _check_creatable(p: Path, flag: str, path) -> None:
-    """``p`` (which does not exist) could be created: its nearest existing ancestor is a writable folder."""
+    """``p`` (which does not exist) can be created: tried for real (permission bits do not tell a read-only or
+    virtual file system like /proc), and what the try created is removed again."""
     base = _nearest_existing(p)
     if not base.is_dir():
         raise ArgumentError(f"{flag} {path}: cannot be created, {base} is a file")
     if not os.access(base, os.W_OK | os.X_OK):
         raise ArgumentError(f"{flag} {path}: cannot be created, {base} is not writable")
+    missing = []
+    for folder in [p.absolute(), *p.absolute().parents]:
+        if folder.exists():
+            break
+        missing.append(folder)
+    created = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
+        _probe_write(p.absolute(), flag, path)
+    except OSError as err:
+        raise ArgumentError(f"{flag} {path}: cannot be created ({err.strerror or err})") from None
+    finally:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+
+
+def _probe_write(folder: Path, flag: str, path) -> None:
+    """A file can be written in ``folder``: one is created and removed."""
+    import tempfile
+    try:
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+    except OSError as err:
+        raise ArgumentError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def _listing(names, limit: int = 5) -> str:
@@ -153,6 +184,7 @@ def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resu
             raise ArgumentError(f"{flag} {path}: is a file, expected a folder")
         if not os.access(p, os.W_OK | os.X_OK):
             raise ArgumentError(f"{flag} {path}: the folder is not writable")
+        _probe_write(p, flag, path)
         entries = [e.name for e in p.iterdir() if e.name != LOCK]
         if entries and not overwrite:
             ours = [n for n in entries if any(fnmatch.fnmatch(n, k) for k in known)]
@@ -313,7 +345,9 @@ def check_output_file(path, flag: str, *, overwrite: bool = False) -> Path:
         raise ArgumentError(f"{flag} {path}: cannot be created, {p.parent} is a file")
     if p.parent.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
         raise ArgumentError(f"{flag} {path}: the folder {p.parent} is not writable")
-    if not p.parent.exists():
+    if p.parent.exists():
+        _probe_write(p.parent, flag, path)
+    else:
         _check_creatable(p.parent, flag, path)
     return p
 
@@ -359,15 +393,23 @@ def resolve_threads(n: int) -> int:
 def run_cli(prog: str, parser: argparse.ArgumentParser, argv, dispatch, *, handlers=(), interrupted=None) -> int:
     """Parse ``argv`` and call ``dispatch(args)``; returns the exit status instead of raising SystemExit.
 
+    ``parser``: the parser, or a function that builds it (then Ctrl-C while it builds is answered too).
     ``handlers``: extra ``(exception type, status)`` pairs, tried before UserError.  ``interrupted(args)``: the
     text printed after Ctrl-C (what is on disk, how to resume)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     try:
+        if callable(parser):       # a factory: building the parser imports torch, which takes seconds
+            parser = parser()
         args = parser.parse_args(argv)
     except SystemExit as exit_:       # argparse's own usage errors (already printed, status 2) and --help/--version
         return int(exit_.code or 0)
+    except KeyboardInterrupt:         # Ctrl-C while starting up: nothing has run yet
+        if debug:
+            raise
+        print(f"\n{prog}: interrupted while starting; nothing was run", file=sys.stderr)
+        return 130
     command = getattr(args, "command", None)
     name = f"{prog} {command}" if command else prog
     try:

@@ -528,11 +528,14 @@ def main(argv=None) -> int:
     """The ``superinfo`` command; returns the exit status (2: a usage or data error, printed as ``error: ...``;
     1: a run that failed, e.g. a non-finite loss; 130: Ctrl-C)."""
     from mi_toolkit.cli_support import run_cli
-
-    from .cli_checks import interrupted
-    from .trainer.loop import NonFiniteLossError
+    try:        # imports torch: seconds, during which Ctrl-C is an answer, not a traceback
+        from .cli_checks import interrupted
+        from .trainer.loop import NonFiniteLossError
+    except KeyboardInterrupt:
+        print("\nsuperinfo: interrupted while starting; nothing was run", file=sys.stderr)
+        return 130
     # the run itself failed (exit 1): its message names the last good checkpoint
-    return run_cli("superinfo", build_parser(), argv, _dispatch, handlers=[(NonFiniteLossError, 1)],
+    return run_cli("superinfo", build_parser, argv, _dispatch, handlers=[(NonFiniteLossError, 1)],
                    interrupted=interrupted)
 
 

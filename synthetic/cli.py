@@ -345,7 +345,7 @@ def _cmd_suite(args) -> int:
 
 
 def main(argv=None) -> int:
-    return run_cli(PROG, build_parser(), argv, _dispatch, interrupted=_interrupted)
+    return run_cli(PROG, build_parser, argv, _dispatch, interrupted=_interrupted)
 
 
 if __name__ == "__main__":

@@ -173,3 +173,31 @@ def test_a_run_stopped_before_its_first_checkpoint_is_told_how_to_restart(tmp_pa
     err = capsys.readouterr().err
     assert "stopped before its first epoch finished" in err and "start it again with --overwrite" in err
     assert main(TINY + ["--out", str(run), "--overwrite"]) == 0 and (run / "checkpoint.pt").exists()
+
+
+def test_output_paths_are_tried_for_real(tmp_path, capsys):
+    """Permission bits cannot tell a virtual or read-only file system: the checks create (and remove) a file."""
+    from mi_toolkit.cli_support import check_output_file
+    from synthetic.cli import main as mi_toolkit_main
+
+    assert main(TINY + ["--out", "/proc/superinfo-run"]) == 2
+    assert "--out /proc/superinfo-run: cannot be created" in capsys.readouterr().err
+    with pytest.raises(ArgumentError, match="--json /proc/r.json: cannot write in /proc"):
+        check_output_file("/proc/r.json", "--json")
+    np_x = tmp_path / "x.npy"
+    import numpy as np
+    np.save(np_x, np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32))
+    assert mi_toolkit_main(["estimate", "--x", str(np_x), "--y", str(np_x), "--estimator", "gaussian", "--json",
+                            "/proc/r.json"]) == 2
+    assert "cannot write in /proc" in capsys.readouterr().err
+    check_output_file(tmp_path / "a" / "b" / "r.json", "--json")      # creatable: and nothing is left behind
+    assert not (tmp_path / "a").exists()
+
+
+def test_ctrl_c_while_the_parser_is_built_is_an_answer(capsys):
+    from mi_toolkit.cli_support import run_cli
+
+    def building():
+        raise KeyboardInterrupt
+    assert run_cli("prog", building, [], lambda args: 0) == 130
+    assert "interrupted while starting" in capsys.readouterr().err
