@@ -65,6 +65,7 @@ def test_evaluate_model_and_eval_json(tmp_path):
         evaluate_model(model, ds, ds, "svm")
 
 
+@pytest.mark.slow
 def test_linear_protocol_converges_like_a_reference_logistic_regression():
     # a reference we did not write: scikit-learn's lbfgs logistic regression on digits' standardised raw pixels
     # (95.5 %); the old default (Adam 1e-3) reached 90.5 % there, underfitting (train 94.5 %)
@@ -89,3 +90,17 @@ def test_cli_linear_lr_default_is_the_protocols():
     from superinfo.trainer.evaluate import LINEAR_LR
     for command in (["eval", "--run", "r", "--protocol", "linear"], ["transfer", "--run", "r", "--data-root", "d"]):
         assert build_parser().parse_args(command).lr == LINEAR_LR
+
+
+def test_an_evaluation_that_cannot_mean_anything_is_refused_or_warned():
+    import pytest
+    import torch
+
+    from superinfo.trainer.evaluate import check_evaluable
+    with pytest.raises(ValueError, match="one class"):
+        check_evaluable(torch.zeros(10, dtype=torch.long), torch.zeros(3, dtype=torch.long))
+    with pytest.warns(UserWarning, match=r"classes \[2\] have no test image"):
+        notes = check_evaluable(torch.tensor([0, 0, 1, 1, 2]), torch.tensor([0, 1]))
+    assert len(notes) == 1
+    with pytest.warns(UserWarning, match=r"classes \[3\] have test images but no training image"):
+        check_evaluable(torch.tensor([0, 1]), torch.tensor([0, 1, 3]))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -129,6 +130,7 @@ def evaluate_model(model: nn.Module, train_ds, test_ds, protocol: str, *, device
     test_f, test_y = extract_features(model, test_ds, **kw)
     if int(train_y.min()) < 0:
         raise ArgumentError("the evaluation training set has unlabelled images (label < 0)")
+    notes = check_evaluable(train_y, test_y)
     c = max(int(train_y.max()), int(test_y.max())) + 1
     if protocol == "knn":
         settings = {"k": k, "temperature": temperature, "similarity": "cosine", "weighting": "exp(sim/T)"}
@@ -142,7 +144,27 @@ def evaluate_model(model: nn.Module, train_ds, test_ds, protocol: str, *, device
                              weight_decay=linear_weight_decay, batch_size=batch_size, num_classes=c, seed=seed,
                              device=device)
     return {"protocol": protocol, **result, "settings": settings, "n_train": int(train_f.shape[0]),
-            "n_test": int(test_f.shape[0]), "feature_dim": int(train_f.shape[1]), "num_classes": c}
+            "n_test": int(test_f.shape[0]), "feature_dim": int(train_f.shape[1]), "num_classes": c,
+            **({"warnings": notes} if notes else {})}
+
+
+def check_evaluable(train_y: torch.Tensor, test_y: torch.Tensor) -> list[str]:
+    """Refuses an evaluation whose top-1 means nothing (one class: 100 % by construction) and warns where it means
+    less than it seems (a class on one side of the split only); returns the warnings for eval.json."""
+    train_classes, test_classes = set(train_y.unique().tolist()), set(test_y.unique().tolist())
+    if len(train_classes | test_classes) < 2:
+        raise ArgumentError(f"the evaluation data hold one class ({sorted(train_classes | test_classes)}): top-1 "
+                            "would be 100 % by construction; evaluate on a data set with at least two classes")
+    notes = []
+    if test_classes - train_classes:
+        notes.append(f"classes {sorted(test_classes - train_classes)} have test images but no training image: "
+                     "those images can never be classified right")
+    if train_classes - test_classes:
+        notes.append(f"classes {sorted(train_classes - test_classes)} have no test image (a class of one image "
+                     "stays on the training side of a holdout): the top-1 does not measure them")
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
+    return notes
 
 
 def write_eval(run_dir, result: dict) -> Path:
