@@ -26,6 +26,7 @@ from mi_toolkit.fit import make_adam
 
 from .tasks import CorrelatedGaussian, Staircase, StudentT
 from .transforms import JacobianUnavailableError
+from mi_toolkit.errors import ArgumentError
 
 DEFAULT_ESTIMATORS = ("infonce", "nwj", "mine", "js", "smile", "ba", "doe", "club", "l1out")
 RECORD_FIELDS = ["estimator", "direction", "task", "dim", "batch_size", "true_mi", "mean", "std", "stderr", "bias",
@@ -55,14 +56,14 @@ class BenchConfig:
     def validate(self):
         from . import TASKS
         if self.task not in TASKS:
-            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
+            raise ArgumentError(f"unknown task {self.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
         unknown = [e for e in self.estimators if e not in available_estimators()]
         if unknown or not self.estimators:
-            raise ValueError(f"unknown estimator(s) {unknown}; valid estimators: {', '.join(available_estimators())}")
+            raise ArgumentError(f"unknown estimator(s) {unknown}; valid estimators: {', '.join(available_estimators())}")
         if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (the bounds need negatives), got {self.batch_size}")
+            raise ArgumentError(f"batch_size must be >= 2 (the bounds need negatives), got {self.batch_size}")
         if not 1 <= self.window <= self.steps_per_level:
-            raise ValueError(f"window must be in [1, steps_per_level={self.steps_per_level}], got {self.window}")
+            raise ArgumentError(f"window must be in [1, steps_per_level={self.steps_per_level}], got {self.window}")
         Staircase(self.levels, self.steps_per_level)  # checks levels and steps
         for mi in self.levels:
             self.make_task(mi)  # checks every level is reachable (e.g. student-t's minimum MI)

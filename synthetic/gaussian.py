@@ -16,10 +16,11 @@ import math
 
 import numpy as np
 from scipy import stats
+from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 
 __all__ = [
     "LOG_2PI", "gaussian_entropy", "gaussian_mi", "gaussian_conditional_mi", "gaussian_kl", "rho_for_mi",
-    "random_invertible_matrix",
+    "random_invertible_matrix", "expected_gaussian_kl",
 ]
 
 LOG_2PI = math.log(2 * math.pi)
@@ -33,11 +34,11 @@ def rho_for_mi(dim: int, mi: float) -> float:
 def _check_cov(cov, name: str = "cov") -> np.ndarray:
     cov = np.asarray(cov, dtype=np.float64)
     if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
-        raise ValueError(f"{name} must be a square [d, d] matrix, got shape {cov.shape}")
+        raise ArgumentError(f"{name} must be a square [d, d] matrix, got shape {cov.shape}")
     if not np.all(np.isfinite(cov)):
-        raise ValueError(f"{name} contains NaN/inf values")
+        raise ArgumentError(f"{name} contains NaN/inf values")
     if not np.allclose(cov, cov.T, rtol=1e-8, atol=1e-10 * max(1.0, float(np.abs(cov).max(initial=0.0)))):
-        raise ValueError(f"{name} must be symmetric")
+        raise ArgumentError(f"{name} must be symmetric")
     return 0.5 * (cov + cov.T)
 
 
@@ -47,13 +48,13 @@ def _check_index(idx, dim: int, name: str) -> np.ndarray:
     try:
         arr = np.asarray(list(idx), dtype=np.int64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a sequence of integer indices, got {idx!r}") from None
+        raise ArgumentTypeError(f"{name} must be a sequence of integer indices, got {idx!r}") from None
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be a flat sequence of indices, got shape {arr.shape}")
+        raise ArgumentError(f"{name} must be a flat sequence of indices, got shape {arr.shape}")
     if arr.size and (arr.min() < 0 or arr.max() >= dim):
-        raise ValueError(f"{name} holds indices outside [0, {dim}): {arr.tolist()}")
+        raise ArgumentError(f"{name} holds indices outside [0, {dim}): {arr.tolist()}")
     if len(set(arr.tolist())) != arr.size:
-        raise ValueError(f"{name} repeats an index: {arr.tolist()}")
+        raise ArgumentError(f"{name} repeats an index: {arr.tolist()}")
     return arr
 
 
@@ -102,14 +103,14 @@ def gaussian_conditional_mi(cov, a_idx, b_idx, c_idx=()) -> float:
     d = cov.shape[0]
     a, b, c = (_check_index(i, d, n) for i, n in ((a_idx, "a_idx"), (b_idx, "b_idx"), (c_idx, "c_idx")))
     if a.size == 0 or b.size == 0:
-        raise ValueError("a_idx and b_idx must each name at least one variable")
+        raise ArgumentError("a_idx and b_idx must each name at least one variable")
     for (x, xn), (y, yn) in (((a, "a_idx"), (b, "b_idx")), ((a, "a_idx"), (c, "c_idx")), ((b, "b_idx"), (c, "c_idx"))):
         if set(x.tolist()) & set(y.tolist()):
-            raise ValueError(f"{xn} and {yn} must be disjoint, both hold {sorted(set(x.tolist()) & set(y.tolist()))}")
+            raise ArgumentError(f"{xn} and {yn} must be disjoint, both hold {sorted(set(x.tolist()) & set(y.tolist()))}")
     scale = float(np.abs(np.diag(cov[np.ix_(a, a)])).max(initial=0.0))
     ld_given_c = _logdet_matrix(_conditional_cov(cov, a, c), scale)
     if not math.isfinite(ld_given_c):
-        raise ValueError("A is degenerate given C (a singular conditional covariance): I(A;B|C) is undefined")
+        raise ArgumentError("A is degenerate given C (a singular conditional covariance): I(A;B|C) is undefined")
     ld_given_bc = _logdet_matrix(_conditional_cov(cov, a, np.concatenate([b, c])), scale)
     if not math.isfinite(ld_given_bc):
         return math.inf
@@ -128,16 +129,16 @@ def gaussian_kl(mean1, cov1, mean2, cov2) -> float:
     mean1, mean2 = np.asarray(mean1, dtype=np.float64), np.asarray(mean2, dtype=np.float64)
     k = cov1.shape[0]
     if cov2.shape != (k, k) or mean1.shape != (k,) or mean2.shape != (k,):
-        raise ValueError(f"shapes disagree: mean1 {mean1.shape}, cov1 {cov1.shape}, mean2 {mean2.shape}, cov2 {cov2.shape}")
-    return _expected_kl(cov1, cov2, np.zeros((k, k)), mean1 - mean2)
+        raise ArgumentError(f"shapes disagree: mean1 {mean1.shape}, cov1 {cov1.shape}, mean2 {mean2.shape}, cov2 {cov2.shape}")
+    return expected_gaussian_kl(cov1, cov2, np.zeros((k, k)), mean1 - mean2)
 
 
-def _expected_kl(cov1, cov2, cov_delta, mean_delta) -> float:
+def expected_gaussian_kl(cov1, cov2, cov_delta, mean_delta) -> float:
     """E KL(N(m1, C1) || N(m2, C2)) where m1 - m2 has mean ``mean_delta`` and covariance ``cov_delta``."""
     k = cov1.shape[0]
     ld1, ld2 = _logdet(cov1, np.arange(k)), _logdet(cov2, np.arange(k))
     if not math.isfinite(ld2):
-        raise ValueError("the second Gaussian's covariance is singular: KL is infinite or undefined")
+        raise ArgumentError("the second Gaussian's covariance is singular: KL is infinite or undefined")
     if not math.isfinite(ld1):
         return math.inf
     solve = np.linalg.solve(cov2, cov1 + cov_delta + np.outer(mean_delta, mean_delta))
@@ -147,7 +148,7 @@ def _expected_kl(cov1, cov2, cov_delta, mean_delta) -> float:
 def random_invertible_matrix(dim: int, rng: np.random.Generator, condition: float = 4.0) -> np.ndarray:
     """Q1 diag(s) Q2 with Haar-random orthogonal Q's and singular values log-uniform in [1/sqrt(c), sqrt(c)]."""
     if condition < 1:
-        raise ValueError(f"condition must be >= 1, got {condition!r}")
+        raise ArgumentError(f"condition must be >= 1, got {condition!r}")
     if dim == 1:
         return np.array([[float(np.exp(rng.uniform(-0.5, 0.5) * math.log(condition)))]])
     q1 = stats.ortho_group.rvs(dim, random_state=rng)

@@ -25,8 +25,9 @@ import torch
 
 from mi_toolkit.validation import check_int, check_number
 
-from .gaussian import _check_cov, _expected_kl, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix
+from .gaussian import _check_cov, expected_gaussian_kl, gaussian_conditional_mi, gaussian_mi, random_invertible_matrix
 from .transforms import make_transform
+from mi_toolkit.errors import ArgumentError, ArgumentTypeError
 
 __all__ = ["EntangledMultiViewWorld", "LinearGaussianEncoder", "MultiViewSample", "MultiViewWorld",
            "NonlinearMultiViewWorld"]
@@ -51,23 +52,23 @@ class LinearGaussianEncoder:
     def make(cls, weight, bias=None, noise_std=None, noise_cov=None) -> "LinearGaussianEncoder":
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2 or not np.all(np.isfinite(weight)):
-            raise ValueError(f"weight must be a finite [k, d] matrix, got shape {weight.shape}")
+            raise ArgumentError(f"weight must be a finite [k, d] matrix, got shape {weight.shape}")
         k = weight.shape[0]
         bias = np.zeros(k) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
         if bias.shape != (k,) or not np.all(np.isfinite(bias)):
-            raise ValueError(f"bias must be a finite vector of length {k}, got shape {bias.shape}")
+            raise ArgumentError(f"bias must be a finite vector of length {k}, got shape {bias.shape}")
         if (noise_std is None) == (noise_cov is None):
-            raise ValueError("give exactly one of noise_std (scalar or per-dimension) or noise_cov ([k, k])")
+            raise ArgumentError("give exactly one of noise_std (scalar or per-dimension) or noise_cov ([k, k])")
         if noise_std is not None:
             std = np.broadcast_to(np.asarray(noise_std, dtype=np.float64), (k,)).copy()
             if not np.all(np.isfinite(std)) or np.any(std < 0):
-                raise ValueError(f"noise_std must be finite and >= 0, got {std.tolist()}")
+                raise ArgumentError(f"noise_std must be finite and >= 0, got {std.tolist()}")
             noise_cov = np.diag(std ** 2)
         noise_cov = _check_cov(noise_cov, "noise_cov")
         if noise_cov.shape != (k, k):
-            raise ValueError(f"noise_cov must be [{k}, {k}], got {noise_cov.shape}")
+            raise ArgumentError(f"noise_cov must be [{k}, {k}], got {noise_cov.shape}")
         if float(np.linalg.eigvalsh(noise_cov).min()) < -1e-10 * max(1.0, float(np.abs(noise_cov).max())):
-            raise ValueError("noise_cov must be positive semi-definite")
+            raise ArgumentError("noise_cov must be positive semi-definite")
         return cls(weight, bias, noise_cov)
 
     @property
@@ -123,7 +124,7 @@ class MultiViewWorld:
         self.nuisance_dim = check_int(nuisance_dim, "nuisance_dim", 1)
         self.t1_dim = check_int(t1_dim, "t1_dim", 1)
         if self.t1_dim > self.nuisance_dim:
-            raise ValueError(f"t1_dim must be <= nuisance_dim ({self.nuisance_dim}): t1 is a slice of n1, got {t1_dim}")
+            raise ArgumentError(f"t1_dim must be <= nuisance_dim ({self.nuisance_dim}): t1 is a slice of n1, got {t1_dim}")
         self.noise_std = check_number(noise_std, "noise_std", nonnegative=True)
         self.condition = check_number(condition, "condition", positive=True)
         self.seed = check_int(seed, "seed", 0)
@@ -162,7 +163,7 @@ class MultiViewWorld:
         """Rows mapping the standard-normal source vector to variable ``name`` (s, e1, e2, n1, n2, t1, v1, v2,
         shared_score, t1_score)."""
         if name not in self._loadings:
-            raise ValueError(f"unknown variable {name!r}; valid: {', '.join(self._loadings)}")
+            raise ArgumentError(f"unknown variable {name!r}; valid: {', '.join(self._loadings)}")
         return self._loadings[name]
 
     def view_covariance(self) -> np.ndarray:
@@ -172,9 +173,9 @@ class MultiViewWorld:
 
     def _check_encoder(self, enc, name):
         if not isinstance(enc, LinearGaussianEncoder):
-            raise TypeError(f"{name} must be a LinearGaussianEncoder, got {type(enc).__name__}")
+            raise ArgumentTypeError(f"{name} must be a LinearGaussianEncoder, got {type(enc).__name__}")
         if enc.in_dim != self.view_dim:
-            raise ValueError(f"{name} takes {enc.in_dim} inputs but the views have {self.view_dim} dims")
+            raise ArgumentError(f"{name} takes {enc.in_dim} inputs but the views have {self.view_dim} dims")
         return enc
 
     def joint_covariance(self, encoder1: LinearGaussianEncoder | None = None,
@@ -255,16 +256,16 @@ class MultiViewWorld:
         self._check_encoder(encoder1, "encoder1")
         self._check_encoder(encoder2, "encoder2")
         if encoder1.z_dim != encoder2.z_dim:
-            raise ValueError(f"encoder1 and encoder2 must share z_dim, got {encoder1.z_dim} and {encoder2.z_dim}")
+            raise ArgumentError(f"encoder1 and encoder2 must share z_dim, got {encoder1.z_dim} and {encoder2.z_dim}")
         delta = encoder1.weight @ self._loadings["v1"] - encoder2.weight @ self._loadings["v2"]
-        return _expected_kl(encoder1.noise_cov, encoder2.noise_cov, delta @ delta.T, encoder1.bias - encoder2.bias)
+        return expected_gaussian_kl(encoder1.noise_cov, encoder2.noise_cov, delta @ delta.T, encoder1.bias - encoder2.bias)
 
     def club_value(self, encoder: LinearGaussianEncoder, view: int = 1) -> float:
         """The CLUB bound's population value for I(v;z) with the encoder's own density as q(z|v):
         E_{p(v,z)} log p(z|v) - E_{p(v)p(z)} log p(z|v) = tr(noise_cov^-1 W S_v W^T)  (>= I(v;z))."""
         self._check_encoder(encoder, "encoder")
         if view not in (1, 2):
-            raise ValueError(f"view must be 1 or 2, got {view!r}")
+            raise ArgumentError(f"view must be 1 or 2, got {view!r}")
         lw = encoder.weight @ self._loadings[f"v{view}"]
         signal = lw @ lw.T
         return float(np.trace(np.linalg.solve(encoder.noise_cov, signal)))
@@ -285,9 +286,9 @@ class MultiViewWorld:
         noise) or its mean (``include_noise=False``).  Jointly Gaussian score a and features f: the Bayes rule is
         sign(E[a|f]) and its accuracy is 1 - arccos(r)/pi with r = corr(a, E[a|f])."""
         if task not in ("shared", "t1"):
-            raise ValueError(f"task must be 'shared' or 't1', got {task!r}")
+            raise ArgumentError(f"task must be 'shared' or 't1', got {task!r}")
         if view not in (1, 2):
-            raise ValueError(f"view must be 1 or 2, got {view!r}")
+            raise ArgumentError(f"view must be 1 or 2, got {view!r}")
         self._check_encoder(encoder, "encoder")
         score = self._loadings[f"{task}_score"]
         feats = encoder.weight @ self._loadings[f"v{view}"]
@@ -331,7 +332,7 @@ class NonlinearMultiViewWorld(MultiViewWorld):
                  condition: float = 4.0, seed: int = 0, nonlinearity: str = "asinh", scale: float = 2.0):
         super().__init__(shared_dim, nuisance_dim, t1_dim, noise_std, condition, seed)
         if nonlinearity not in ("asinh", "cubic", "half-cube"):
-            raise ValueError(f"nonlinearity must be one of asinh, cubic, half-cube, got {nonlinearity!r}")
+            raise ArgumentError(f"nonlinearity must be one of asinh, cubic, half-cube, got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         self.transform = make_transform(nonlinearity, self.view_dim)
         self.scale = check_number(scale, "scale", positive=True)
@@ -350,7 +351,7 @@ class NonlinearMultiViewWorld(MultiViewWorld):
     def linearize(self, v: torch.Tensor, view: int) -> torch.Tensor:
         """The exact inverse of ``nonlinear_view``: recovers the linear (Gaussian) view u_k from v_k."""
         if view not in (1, 2):
-            raise ValueError(f"view must be 1 or 2, got {view!r}")
+            raise ArgumentError(f"view must be 1 or 2, got {view!r}")
         g = torch.linalg.solve(self._outer(view), v.double().T).T
         return (self.transform.inverse(g * self.scale) / self.scale).to(v.dtype)
 
@@ -374,7 +375,7 @@ class EntangledMultiViewWorld(MultiViewWorld):
                  t1_std: float = 0.6, condition: float = 4.0, seed: int = 0):
         self.t1_std = check_number(t1_std, "t1_std", positive=True)
         if check_int(t1_dim, "t1_dim", 1) > check_int(shared_dim, "shared_dim", 1):
-            raise ValueError(f"t1_dim must be <= shared_dim ({shared_dim}): t1 lies on the shared directions, "
+            raise ArgumentError(f"t1_dim must be <= shared_dim ({shared_dim}): t1 lies on the shared directions, "
                              f"got {t1_dim}")
         super().__init__(shared_dim, nuisance_dim, t1_dim, noise_std, condition, seed)
 

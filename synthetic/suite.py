@@ -71,12 +71,12 @@ def run_suite(estimators, samples: int = 10000, seeds=(0, 1, 2), suite: str = "s
     """One record per (task, estimator).  ``tasks``: a subset of the suite's names (default all).
     ``on_task_done(records)`` is called with all records so far after each task (to write partial results)."""
     if suite not in SUITES:
-        raise ValueError(f"unknown suite {suite!r}; valid suites: {', '.join(sorted(SUITES))}")
+        raise ArgumentError(f"unknown suite {suite!r}; valid suites: {', '.join(sorted(SUITES))}")
     table = SUITES[suite]()
     names = list(table) if tasks is None else list(tasks)
     unknown = [n for n in names if n not in table]
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; the {suite} suite has: {', '.join(table)}")
+        raise ArgumentError(f"unknown task(s) {unknown}; the {suite} suite has: {', '.join(table)}")
     seeds = list(seeds)
     records = []
     for task_name in names:
