@@ -34,13 +34,14 @@ __all__ = [
     "vib_kl_upper_bound",
     "logmeanexp_offdiag",
     "infonce_cap",
+    "diagonal_mask",
 ]
 
 
 MINE_MAX_LOG_RATIO = 20.0  # cap on log(batch partition / moving average) in MINE's gradient weight
 
 
-def _diagonal_mask(n: int, device) -> torch.Tensor:
+def diagonal_mask(n: int, device) -> torch.Tensor:
     """True on the diagonal (the positive pairs), False off it: ``masked_fill(mask, -inf)`` keeps the negatives."""
     return torch.eye(n, dtype=torch.bool, device=device)
 
@@ -48,7 +49,7 @@ def _diagonal_mask(n: int, device) -> torch.Tensor:
 def logmeanexp_offdiag(scores: torch.Tensor) -> torch.Tensor:
     """log( mean_{i != j} exp(scores[i, j]) ), computed with log-sum-exp."""
     n = scores.shape[0]
-    masked = scores.masked_fill(_diagonal_mask(n, scores.device), float("-inf"))
+    masked = scores.masked_fill(diagonal_mask(n, scores.device), float("-inf"))
     return torch.logsumexp(masked.reshape(-1), dim=0) - math.log(n * (n - 1))
 
 
@@ -188,7 +189,7 @@ def l1out_upper_bound(log_q: torch.Tensor) -> torch.Tensor:
     check_scores(log_q, "log_q")
     n = log_q.shape[0]
     # column i holds log q(y_i | x_j) over rows j; drop j == i
-    masked = log_q.masked_fill(_diagonal_mask(n, log_q.device), float("-inf"))
+    masked = log_q.masked_fill(diagonal_mask(n, log_q.device), float("-inf"))
     log_mixture = torch.logsumexp(masked, dim=0) - math.log(n - 1)
     return (log_q.diagonal() - log_mixture).mean()
 

@@ -481,9 +481,11 @@ def _train_vmapped(ests, x, y, splits: list[_Split], settings: FitSettings) -> l
                     improved[s] = record.check(val[s], step + 1)
             if improved.any():
                 for k, v in params.items():
-                    best[k] = torch.where(improved.view(-1, *[1] * (v.dim() - 1)), v.detach(), best[k])
+                    best[k] = torch.where(improved.to(v.device).view(-1, *[1] * (v.dim() - 1)), v.detach(),
+                                          best[k])
                 for k, v in buffers.items():
-                    best_buffers[k] = torch.where(improved.view(-1, *[1] * (v.dim() - 1)), v, best_buffers[k])
+                    best_buffers[k] = torch.where(improved.to(v.device).view(-1, *[1] * (v.dim() - 1)), v,
+                                                  best_buffers[k])
         if all(record.stopped for record in stopping):
             break
     final = {k: v.detach() for k, v in params.items()}
@@ -499,7 +501,7 @@ def _train_vmapped(ests, x, y, splits: list[_Split], settings: FitSettings) -> l
 
 
 @contextmanager
-def _input_checks_off(ests):
+def input_checks_off(ests):
     """Switch off the estimators' per-call input checks for the block (vmap cannot trace their value reads), and
     back on however the block ends."""
     previous = [e.validate for e in ests]
@@ -516,14 +518,16 @@ def _fit(name: str, ests, x, y, splits: list[_Split], settings: FitSettings, vec
          progress: bool) -> list[_Trained]:
     """Train each seed's estimator: as one vectorised model where it can be, else one after another."""
     if len(ests) > 1 and vectorize and name in VMAP_ESTIMATORS:
-        with _input_checks_off(ests):
+        with input_checks_off(ests):
             return _train_vmapped(ests, x, y, splits, settings)
     return [_train_one(e, x, y, sp, settings, progress, name) for e, sp in zip(ests, splits)]
 
 
-def _seeded_estimator(name: str, x_dim: int, y_dim: int, seed: int, estimator_kwargs: dict) -> MIEstimator:
-    torch.manual_seed(seed)   # the estimator's initial weights
-    return build_estimator(name, x_dim, y_dim, **estimator_kwargs)
+def _seeded_estimator(name: str, x_dim: int, y_dim: int, seed: int, estimator_kwargs: dict,
+                      device=None) -> MIEstimator:
+    torch.manual_seed(seed)   # the estimator's initial weights (drawn on the CPU, then moved: the same on any device)
+    est = build_estimator(name, x_dim, y_dim, **estimator_kwargs)
+    return est if device is None else est.to(device)
 
 
 def _prepare(x, y, preprocess: str | None, whiten: bool):
@@ -603,9 +607,13 @@ def _combine_seeds(results: list[MIResult], name: str) -> MIResult:
     return combined
 
 
+DISCRETE_ESTIMATORS = ("plugin",)   # estimate(x, y, "plugin"): two discrete variables (mi_toolkit.discrete)
+
+
 def _check_choices(name, on_failure: str, preprocess) -> None:
-    if not isinstance(name, str) or (name not in ESTIMATORS and name not in CLASSICAL):
-        valid = ", ".join(sorted(set(ESTIMATORS) | set(CLASSICAL)))
+    if not isinstance(name, str) or (name not in ESTIMATORS and name not in CLASSICAL
+                                     and name not in DISCRETE_ESTIMATORS):
+        valid = ", ".join(sorted(set(ESTIMATORS) | set(CLASSICAL) | set(DISCRETE_ESTIMATORS)))
         raise ArgumentError(f"unknown estimator {name!r}; valid estimators: {valid}")
     if on_failure not in ("warn", "raise"):
         raise ArgumentError(f"on_failure must be 'warn' or 'raise', got {on_failure!r}")
@@ -632,7 +640,8 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
              eval_batches: int | None = 200, early_stopping: bool = True, eval_every: int | None = None,
              patience: int = DEFAULT_PATIENCE, optimizer: str | None = None, whiten: bool | None = None,
              seed: int = 0, seeds: int | None = None, vectorize: bool = True,
-             on_failure: str = "warn", progress: bool = False, warn: bool = True, **estimator_kwargs) -> MIResult:
+             on_failure: str = "warn", progress: bool = False, warn: bool = True, z=None, discrete_x: bool = False,
+             discrete_y: bool = False, device=None, **estimator_kwargs) -> MIResult:
     """Fit estimator ``name`` on paired samples x [n, dx], y [n, dy] (tensors or arrays) and report it.
 
     * ``preprocess``: ``"copula"`` (default; per-dimension normal scores: keeps the MI, bounds heavy tails),
@@ -649,7 +658,14 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
       Python control flow).  ``result.mi`` is the mean over seeds, ``result.stderr`` their std / sqrt(S),
       ``result.per_seed`` each seed's figures.
     * ``name`` may be a classical estimator, ``ksg`` (``k=3``, ``variant=1|2``) or ``gaussian``: no training, the
-      estimate on all rows, the standard error from ``subsamples`` (default 10) random halves.
+      estimate on all rows, the standard error from ``subsamples`` (default 10) random halves.  ``ksg`` refuses
+      (nan and the reason) a variable with more than 10% of its rows tied: discrete data.
+    * ``z=`` (ksg or gaussian): the conditional MI I(X;Y|Z) (``mi_toolkit.estimate_cmi``: KSG-CMI).
+    * Discrete variables (1-D or [n, d], integer / bool / repeating values): ``discrete_x=True`` or
+      ``discrete_y=True`` with ``ksg`` runs the Ross (2014) mixed k-NN estimator; both, or ``name="plugin"``, the
+      plug-in MI of the joint table (``miller_madow=True`` for the bias correction); ``mi_toolkit.estimate_discrete``.
+    * ``device``: where the inputs and the estimator's module go together (None: the CPU, as always; "cuda"...).
+      The classical estimators always compute on the CPU.  Meta tensors are refused (they hold no values).
     * Guards: a non-finite estimate, InfoNCE outside [-log N, log N], an estimate far below 0 or above
       2 log(n rows) is a failed fit: ``nan`` and a ``MIEstimateWarning`` (``on_failure="raise"``:
       ``EstimationFailed``).
@@ -665,8 +681,12 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     _check_choices(name, on_failure, preprocess)
     seed = check_int(seed, "seed", minimum=0)
     n_seeds = 1 if seeds is None else check_int(seeds, "seeds")
+    device = _check_device(device, x, y, z)
+    routed = _route(x, y, name, z, discrete_x, discrete_y, preprocess, seed, on_failure, warn, estimator_kwargs)
+    if routed is not None:
+        return routed
     x, y = check_samples(x, y, min_batch=2)
-    x, y = x.detach().float(), y.detach().float()
+    x, y = x.detach().float().to(device), y.detach().float().to(device)
     if name in CLASSICAL:
         return _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, estimator_kwargs)
 
@@ -675,12 +695,12 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
         eval_every=eval_every, patience=patience, optimizer=optimizer, whiten=whiten, eval_batches=eval_batches,
         heldout_fraction=heldout_fraction, early_stopping=early_stopping)
     seed_list = [seed + i for i in range(n_seeds)]
-    ests = [_seeded_estimator(name, x.shape[1], y.shape[1], seed, estimator_kwargs)]   # checks the options
+    ests = [_seeded_estimator(name, x.shape[1], y.shape[1], seed, estimator_kwargs, device)]   # checks the options
     n = x.shape[0]
     n_val, n_test = _sizes(n, settings)
     x, y = _prepare(x, y, preprocess, settings.whiten)
     splits = [_split(n, n_val, n_test, s) for s in seed_list]
-    ests += [_seeded_estimator(name, x.shape[1], y.shape[1], s, estimator_kwargs) for s in seed_list[1:]]
+    ests += [_seeded_estimator(name, x.shape[1], y.shape[1], s, estimator_kwargs, device) for s in seed_list[1:]]
     with value_checks(False):   # the data was checked once; a diverging critic is caught by the guards
         trained = _fit(name, ests, x, y, splits, settings, vectorize, progress)
         results = [_report(e, name, x, y, sp, t, settings, s, preprocess)
@@ -693,12 +713,65 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
 
 def _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, kwargs) -> MIResult:
     subsamples = kwargs.pop("subsamples", 10)
+    if name == "ksg":
+        from .conditional import _result, _tie_refusal
+        refused, notes = _tie_refusal("ksg", {"x": x.cpu().numpy(), "y": y.cpu().numpy()})
+        if refused is not None:
+            return _result(name, math.nan, math.nan, [], x.shape[0], preprocess, seed, on_failure, warn, refused,
+                           stacklevel=3)
     x, y = apply_preprocess(x, preprocess), apply_preprocess(y, preprocess)
     n = x.shape[0]
-    value, stderr, halves = classical_estimate(name, x.numpy(), y.numpy(), subsamples=subsamples, seed=seed,
-                                               **kwargs)
+    value, stderr, halves = classical_estimate(name, x.cpu().numpy(), y.cpu().numpy(), subsamples=subsamples,
+                                               seed=seed, **kwargs)
     result = MIResult(estimator=name, mi=value, stderr=stderr, std=float(np.std(halves)) if len(halves) else
                       float("nan"), direction=CLASSICAL[name].direction, cap=None, batch_size=n, steps=0,
                       train_mi=value, train_stderr=stderr, heldout_mi=None, heldout_stderr=None,
                       n_eval_batches=len(halves), history=np.zeros(0), preprocess=preprocess, seed=seed)
+    if name == "ksg" and notes:
+        result = _finish(result, n, on_failure, warn=False)
+        result.warnings.extend(notes)
+        if warn:
+            _warn(result, stacklevel=3)
+        return result
     return _finish(result, n, on_failure, warn, stacklevel=3)
+
+
+def _check_device(device, *tensors):
+    """The device estimate() puts the inputs and the estimator on (None: the CPU, today's behaviour); meta tensors
+    and the meta device are refused: they hold shapes, not values."""
+    for which, t in zip(("x", "y", "z"), tensors):
+        if isinstance(t, torch.Tensor) and t.device.type == "meta":
+            raise ArgumentError(f"{which} is a meta tensor (a shape without values): estimate() needs the values; "
+                                f"create it on 'cpu' or an accelerator")
+    if device is None:
+        return torch.device("cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ArgumentError(f"device must be a torch device or its name ('cpu', 'cuda', 'cuda:1', ...), got "
+                            f"{device!r}") from error
+    if device.type == "meta":
+        raise ArgumentError("device='meta' holds no values to estimate from: use 'cpu' or an accelerator")
+    return device
+
+
+def _route(x, y, name, z, discrete_x, discrete_y, preprocess, seed, on_failure, warn, kwargs):
+    """The conditional and discrete estimates (mi_toolkit.conditional); None for everything else."""
+    from .validation import check_bool
+    discrete_x, discrete_y = check_bool(discrete_x, "discrete_x"), check_bool(discrete_y, "discrete_y")
+    if z is None and not (discrete_x or discrete_y) and name not in DISCRETE_ESTIMATORS:
+        return None
+    from .conditional import estimate_cmi, estimate_discrete
+    if z is not None:
+        if discrete_x or discrete_y or name not in CLASSICAL:
+            raise ArgumentError(f"z= (conditional MI) is available for continuous x, y, z with ksg or gaussian, not "
+                                f"{name!r}{' with discrete_x/discrete_y' if discrete_x or discrete_y else ''}")
+        return estimate_cmi(x, y, z, name, preprocess=preprocess, seed=seed, on_failure=on_failure, warn=warn,
+                            _stacklevel=4, **kwargs)
+    if name == "plugin":
+        discrete_x = discrete_y = True
+    elif name != "ksg":
+        raise ArgumentError(f"discrete_x / discrete_y work with ksg (one discrete variable: the Ross 2014 mixed "
+                            f"k-NN estimator; both: the plug-in) or name='plugin', not {name!r}")
+    return estimate_discrete(x, y, discrete_x=discrete_x, discrete_y=discrete_y, preprocess=preprocess, seed=seed,
+                             on_failure=on_failure, warn=warn, _stacklevel=4, **kwargs)

@@ -31,7 +31,7 @@ from .lambdas import AUTO, DEFAULT_SLACK, lambda_weights
 from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss, contrastive_terms
 
 __all__ = ["DEFAULTS", "WORLDS", "WorldConfig", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
-           "exact_quantities"]
+           "exact_quantities", "linear_encoder", "through_backbone"]
 
 WORLDS = {"linear": MultiViewWorld, "nonlinear": NonlinearMultiViewWorld, "entangled": EntangledMultiViewWorld}
 
@@ -103,7 +103,7 @@ class NoisyLinearBackbone(torch.nn.Module):
                                           self.linear.bias.detach().double().numpy(), noise_std=self.noise_std)
 
 
-def _through(backbone: NoisyLinearBackbone, head: LinearGaussianEncoder) -> LinearGaussianEncoder:
+def through_backbone(backbone: NoisyLinearBackbone, head: LinearGaussianEncoder) -> LinearGaussianEncoder:
     """The encoder v -> z of a head on a noisy backbone: z = W (B v + c + noise_h) + b + noise_z."""
     inner = backbone.encoder()
     return LinearGaussianEncoder.make(head.weight @ inner.weight, head.weight @ inner.bias + head.bias,
@@ -116,7 +116,7 @@ def _given_v2(world: MultiViewWorld, encoder: LinearGaussianEncoder, name: str) 
     return gaussian_conditional_mi(cov, b["z1"], b[name], b["v2"])
 
 
-def _linear_encoder(head: GaussianPosteriorHead) -> LinearGaussianEncoder:
+def linear_encoder(head: GaussianPosteriorHead) -> LinearGaussianEncoder:
     weight, bias, sigma = head.linear_parameters()
     return LinearGaussianEncoder.make(weight.double().numpy(), bias.double().numpy(), noise_std=sigma.double().numpy())
 
@@ -125,9 +125,9 @@ def exact_quantities(world: MultiViewWorld, head1: GaussianPosteriorHead, head2:
                      backbones: tuple | None = None) -> dict:
     """Exact nats and Bayes accuracies of the linear-Gaussian encoders (heads, on their noisy backbones when
     given) on the (linear) world; with backbones, ``backbone`` holds the same for h1 (what the probes read)."""
-    enc1, enc2 = _linear_encoder(head1), _linear_encoder(head2)
+    enc1, enc2 = linear_encoder(head1), linear_encoder(head2)
     if backbones is not None:
-        enc1, enc2 = _through(backbones[0], enc1), _through(backbones[1], enc2)
+        enc1, enc2 = through_backbone(backbones[0], enc1), through_backbone(backbones[1], enc2)
     info = world.exact_information(enc1, enc2)
     info["i_z1_t1_given_v2"] = _given_v2(world, enc1, "t1")
     if backbones is not None:

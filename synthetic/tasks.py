@@ -318,7 +318,8 @@ class ConditionalGaussian:
     Mx, My and random Bx, By.  I(X;Y|Z) = I(a;b) = cmi, whatever the mixing, while I(X;Y) (``mi_xy``) differs
     from it in either direction (conditioning on a common cause can add or remove dependence): the task separates
     conditional from plain dependence.  ``cmi=0`` gives X and Y dependent yet conditionally independent.  ``covariance`` and ``blocks``
-    give the joint covariance of [x, y, z] for ``gaussian_conditional_mi``.
+    give the joint covariance of [x, y, z] for ``gaussian_conditional_mi``; ``loadings`` maps the standard-normal source
+    to [x, y, z] (``covariance = loadings @ loadings.T``).
     """
 
     def __init__(self, dim_x: int, dim_y: int, dim_z: int, cmi: float, z_strength: float = 1.0, seed: int = 0):
@@ -344,8 +345,8 @@ class ConditionalGaussian:
         indep[:k, :k] *= math.sqrt(1.0 - self.rho ** 2)
         lb = np.hstack([couple, indep, np.zeros((dy, dz))])
         lz = np.hstack([np.zeros((dz, dx + dy)), np.eye(dz)])
-        self._loadings = np.vstack([self.mix_x @ la + self.z_to_x @ lz, self.mix_y @ lb + self.z_to_y @ lz, lz])
-        self.covariance = self._loadings @ self._loadings.T
+        self.loadings = np.vstack([self.mix_x @ la + self.z_to_x @ lz, self.mix_y @ lb + self.z_to_y @ lz, lz])
+        self.covariance = self.loadings @ self.loadings.T
         self.blocks = {"x": np.arange(dx), "y": np.arange(dx, dx + dy), "z": np.arange(dx + dy, dx + dy + dz)}
         self.name = f"conditional-gaussian(dx={dx}, dy={dy}, dz={dz}, cmi={self.cmi:g})"
 
@@ -361,8 +362,8 @@ class ConditionalGaussian:
 
     def sample(self, n: int, generator: torch.Generator | None = None, dtype=torch.float32):
         n = check_int(n, "n", 1)
-        src = torch.randn(n, self._loadings.shape[1], generator=generator, dtype=torch.float64)
-        joint = src @ torch.from_numpy(self._loadings).T
+        src = torch.randn(n, self.loadings.shape[1], generator=generator, dtype=torch.float64)
+        joint = src @ torch.from_numpy(self.loadings).T
         bx, by, bz = (self.blocks[k] for k in ("x", "y", "z"))
         return (joint[:, bx[0]:bx[-1] + 1].to(dtype), joint[:, by[0]:by[-1] + 1].to(dtype),
                 joint[:, bz[0]:bz[-1] + 1].to(dtype))

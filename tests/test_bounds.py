@@ -215,7 +215,7 @@ def test_vib_prior_follows_the_input_device_and_dtype():
 
 def test_the_masked_entries_are_the_diagonal_ones():
     # the mask names what it marks: the positives, which masked_fill(-inf) removes from the negatives' average
-    assert torch.equal(B._diagonal_mask(4, "cpu"), torch.eye(4, dtype=torch.bool))
+    assert torch.equal(B.diagonal_mask(4, "cpu"), torch.eye(4, dtype=torch.bool))
     s = torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     off = [s[i, j].item() for i in range(5) for j in range(5) if i != j]
     assert B.logmeanexp_offdiag(s).item() == pytest.approx(math.log(np.mean(np.exp(off))), rel=1e-12)

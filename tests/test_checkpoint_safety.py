@@ -27,12 +27,9 @@ class _RunsCode:
         return (Path.touch, (Path(self.marker),))
 
 
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("ckpt") / "run"
-    assert main(["train", "--preset", "digits", "--epochs", "1", "--max-steps-per-epoch", "1", "--arch", "tiny",
-                 "--width", "4", "--batch-size", "16", "--out", str(run), "--threads", "1", "--no-progress"]) == 0
-    return run
+@pytest.fixture
+def good_run(tiny_digits_run):
+    return tiny_digits_run          # the shared finished run (conftest.py): only read here, changed in copies
 
 
 def test_checkpoints_hold_only_tensors_and_plain_types(good_run):

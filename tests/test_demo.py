@@ -10,11 +10,13 @@ from superinfo.trainer import preset_config
 
 # a bracket small enough for a test (the demo measures 4 views of up to 2000 images per split)
 SMALL_BRACKET = dict(images=64, steps=40, batch_size=32, heldout_fraction=0.5)
+TINY_DEMO = dict(seeds=(0,), lambda_superinfo="auto", epochs=2, image_size=8, width=4, max_steps_per_epoch=3,
+                 batch_size=32, bracket_options=SMALL_BRACKET)
 
 
+@pytest.mark.slow
 def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
-    result = run_demo(tmp_path, seeds=(0,), lambda_superinfo="auto", epochs=2, image_size=8, width=4,
-                      max_steps_per_epoch=3, batch_size=32, bracket_options=SMALL_BRACKET)
+    result = run_demo(tmp_path, **TINY_DEMO)
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["summary"].keys() == {"untrained", "simclr", "superinfo"}
     assert saved["summary"]["simclr"]["lambda"] == 0.0 and saved["summary"]["superinfo"]["lambda"] == "auto"
@@ -37,8 +39,7 @@ def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
     text = format_summary(result)
     assert "raw pixels" in text and "untrained" in text and "gain over the untrained" in text
     assert (tmp_path / "demo.png").stat().st_size > 10_000
-    again = run_demo(tmp_path, seeds=(0,), lambda_superinfo="auto", epochs=2, image_size=8, width=4,
-                     max_steps_per_epoch=3, batch_size=32, bracket_options=SMALL_BRACKET)
+    again = run_demo(tmp_path, **TINY_DEMO)
     assert again["runs"] == result["runs"]        # a rerun reads every finished piece back
     from superinfo.trainer.evaluate import load_run
     cfg, model, _ = load_run(tmp_path / "superinfo-seed0")   # the preset's head is rebuilt as trained
@@ -47,12 +48,12 @@ def test_demo_writes_untrained_simclr_and_superinfo_side_by_side(tmp_path):
 
 def test_untrained_row_is_the_init_the_methods_start_from(tmp_path):
     from superinfo import data
-    from superinfo.tools.demo import _untrained_model
+    from superinfo.tools.demo import untrained_model
     from superinfo.trainer import build_training
 
     cfg = preset_config("digits", out=str(tmp_path / "run"), image_size=8, width=4, progress=False)
     started = build_training(cfg, data.load_datasets(cfg)[0], 10).model.state_dict()
-    for name, value in _untrained_model(cfg).state_dict().items():
+    for name, value in untrained_model(cfg).state_dict().items():
         assert torch.equal(value, started[name]), name
 
 

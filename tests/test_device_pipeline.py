@@ -141,6 +141,7 @@ def _compile_works_quickly(limit_s=5.0) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_compile_builds_and_one_step_runs(tmp_path):
     why = _compile_works_quickly()
     if why:

@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
-from fixtures_state import assert_same_state
+from fixtures_state import assert_same_state, tiny_config, tiny_train_argv
 from mi_toolkit.distributed import all_gather_with_grad
 from superinfo.trainer.distributed import CrossRankBatchNorm, DistContext, convert_batchnorm
 from superinfo.trainer.loop import (NonFiniteLossError, TrainConfig, build_training,
@@ -24,6 +24,7 @@ from superinfo.trainer.loop import (NonFiniteLossError, TrainConfig, build_train
 
 GLOBAL_BATCH = 12           # divisible by 2 and 3
 TOL = dict(rtol=1e-5, atol=1e-5)
+pytestmark = pytest.mark.slow          # process groups of 2 and 3 ranks, and torchrun
 
 NOW = dict(lambda_warmup_epochs=0, lambda_ramp_epochs=0)     # lambda at its target from the first step
 # (name, TrainConfig overrides): lambda = 0 and > 0, both conditional bounds, the naive and chunked InfoNCE kernels,
@@ -55,12 +56,13 @@ class Pairs(Dataset):
         return self.x1[i], self.x2[i], self.y[i]
 
 
+# the shared tiny run (fixtures_state), on the global batch and at lambda = 0 unless a case sets it
+DIST_RUN = dict(dataset="imagefolder", image_size=8, z_dim=8, batch_size=GLOBAL_BATCH, lr=1e-2, warmup_epochs=0,
+                device="cpu", log_every=1, lambda_a=0.0)
+
+
 def _config(out=None, **overrides) -> TrainConfig:
-    base = dict(dataset="imagefolder", arch="tiny", width=4, image_size=8, z_dim=8, epochs=2, batch_size=GLOBAL_BATCH,
-                lr=1e-2, warmup_epochs=0, num_workers=0, device="cpu", final_eval="none", progress=False,
-                log_every=1, out=None if out is None else str(out), sigma="learned")
-    base.update(overrides)
-    return TrainConfig(**base)
+    return tiny_config(out, **{**DIST_RUN, **overrides})
 
 
 def _free_port() -> int:
@@ -361,12 +363,10 @@ def test_torchrun_launches_the_cli(tmp_path):
     """The README's command, on CPU: 2 processes of `superinfo train` under torchrun (gloo)."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "superinfo",
-           "train", "--dataset", "digits", "--arch", "tiny", "--width", "4", "--image-size", "8", "--z-dim", "8",
-           "--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "2", "--num-workers", "0",
-           "--final-eval", "none", "--device", "cpu", "--sync-bn", "--lambda-a", "0.1", "--no-progress",
-           "--threads", "1", "--out", str(run)]
+           *tiny_train_argv(run, preset=None, dataset="digits", image_size=8, z_dim=8, max_steps_per_epoch=2,
+                            num_workers=0, final_eval="none", device="cpu", sync_bn=True, lambda_a=0.1)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ckpt = load_checkpoint(run / "checkpoint.pt")
     assert ckpt["world_size"] == 2 and ckpt["step"] == 2 and len(ckpt["rng"]) == 2

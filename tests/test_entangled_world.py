@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from superinfo.world import NoisyLinearBackbone, _linear_encoder, _through, run_world
+from superinfo.world import NoisyLinearBackbone, linear_encoder, through_backbone, run_world
 from superinfo import GaussianPosteriorHead
 from synthetic import EntangledMultiViewWorld, MultiViewWorld
 
@@ -27,7 +27,7 @@ def test_t1_is_view_ones_own_deviation_on_the_shared_directions():
 def test_a_head_on_a_noisy_backbone_is_the_encoder_the_truth_uses():
     torch.manual_seed(0)
     backbone, head = NoisyLinearBackbone(10, 6, 0.5).double(), GaussianPosteriorHead(6, 3, sigma=0.7).double()
-    enc = _through(backbone, _linear_encoder(head))
+    enc = through_backbone(backbone, linear_encoder(head))
     v = torch.randn(200_000, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         z = head(backbone(v, torch.Generator().manual_seed(2))).rsample(torch.Generator().manual_seed(3))

@@ -160,10 +160,10 @@ def test_early_stopping_keeps_the_best_check_and_stops_after_patience():
 
 
 def test_input_checks_come_back_on_even_when_the_vectorised_fit_fails():
-    from mi_toolkit.fit import _input_checks_off
+    from mi_toolkit.fit import input_checks_off
 
     ests = [mi_toolkit.estimator("smile", 2, 2, hidden=8) for _ in range(2)]
-    with pytest.raises(RuntimeError, match="boom"), _input_checks_off(ests):
+    with pytest.raises(RuntimeError, match="boom"), input_checks_off(ests):
         assert not any(e.validate for e in ests)
         raise RuntimeError("boom")
     assert all(e.validate for e in ests)

@@ -8,16 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fixtures_state import tiny_train_argv
 from superinfo.cli import main as superinfo_main
 from superinfo.trainer.run import checkpoint_epoch
 from synthetic.cli import main as bench_main
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow          # child processes, interrupted mid-run
 
 
 def _default_sigint():
@@ -28,7 +28,7 @@ def _default_sigint():
 
 def _start(args, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
@@ -74,9 +74,7 @@ def test_ctrl_c_in_bench_keeps_finished_estimators_and_resume_completes(tmp_path
 def test_ctrl_c_in_train_keeps_the_last_epoch_and_resume_continues(tmp_path, capsys):
     run = tmp_path / "run"
     # 1000 epochs: the run must still be going when the SIGINT lands (it is interrupted after its first checkpoint)
-    argv = ["train", "--preset", "digits", "--arch", "tiny", "--width", "4", "--batch-size", "16", "--epochs", "1000",
-            "--max-steps-per-epoch", "4", "--no-progress", "--threads", "1"]
-    proc = _start(["superinfo", *argv, "--out", str(run)], tmp_path)
+    proc = _start(["superinfo", *tiny_train_argv(run, epochs=1000, max_steps_per_epoch=4)], tmp_path)
     status, _, err = _interrupt_when(proc, lambda: (run / "checkpoint.pt").exists())
     assert status == 130, err
     assert f"superinfo train --resume {run}" in err and "Traceback" not in err

@@ -6,11 +6,10 @@ import pytest
 import torch
 
 import superinfo.objective as objective
-from fixtures_state import assert_same_state
+from fixtures_state import TwoViews, assert_same_state, log_rows, tiny_config
 from superinfo.lambdas import AutoLambda, LambdaSchedule
 from superinfo.trainer import load_checkpoint, resume, train
 from superinfo.world import run_world
-from test_train import TwoViews, _log_rows, tiny_config
 
 
 def test_schedule_holds_at_zero_then_ramps_linearly():
@@ -98,8 +97,8 @@ def test_resume_is_bit_identical_inside_the_schedule(tmp_path, name, overrides):
     resume(tmp_path / "b", pretrain_data=TwoViews(), progress=False)
     a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert_same_state(a, b)
-    rows = _log_rows(tmp_path / "a")
-    assert rows == _log_rows(tmp_path / "b")
+    rows = log_rows(tmp_path / "a")
+    assert rows == log_rows(tmp_path / "b")
     lambdas = [float(r["lambda_a"]) for r in rows]
     assert lambdas[0] == 0.0 and lambdas[-1] > 0            # held at 0 first, then on
     if name == "auto":

@@ -12,14 +12,14 @@ PACKAGES = ("mi_toolkit", "synthetic", "superinfo")
 LAYER = {name: i for i, name in enumerate(PACKAGES)}        # a package may import only from layers <= its own
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, root: Path = ROOT) -> set[str]:
     """Every module of the three packages that ``path`` imports, at top level or inside a function."""
-    name = _module_name(path)
+    name = _module_name(path, root)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -35,14 +35,19 @@ def _imports(path: Path) -> set[str]:
     return {m for m in found if m.split(".")[0] in PACKAGES}
 
 
-def import_graph() -> dict[str, set[str]]:
-    modules = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
-    return {name: {m for m in _imports(path) if m in modules and m != name} for name, path in modules.items()}
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
+    """Module -> the modules of the three packages it imports, for the packages under ``root``."""
+    modules = {_module_name(p, root): p for pkg in PACKAGES for p in (root / pkg).rglob("*.py")}
+    return {name: {m for m in _imports(path, root) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    return [f"{a} imports {b}" for a, deps in graph.items() for b in deps
+            if LAYER[b.split(".")[0]] > LAYER[a.split(".")[0]]]
 
 
 def test_every_import_points_down_the_layers():
-    upward = [f"{a} imports {b}" for a, deps in import_graph().items() for b in deps
-              if LAYER[b.split(".")[0]] > LAYER[a.split(".")[0]]]
+    upward = _upward(import_graph())
     assert not upward, "\n".join(upward)
 
 
@@ -77,13 +82,14 @@ def test_no_import_cycles():
 def test_the_checker_sees_an_upward_import_and_a_cycle(tmp_path):
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
-    bad = ROOT / "mi_toolkit" / "_layout_probe.py"
-    bad.write_text("from synthetic import CorrelatedGaussian\n")
-    try:
-        graph = import_graph()
-    finally:
-        bad.unlink()
+    # a copy of the three packages' layout in tmp_path (the source tree is never written), one module importing up
+    for pkg in PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text("")
+    (tmp_path / "mi_toolkit" / "_layout_probe.py").write_text("from synthetic import CorrelatedGaussian\n")
+    graph = import_graph(tmp_path)
     assert "synthetic" in graph["mi_toolkit._layout_probe"]
+    assert _upward(graph) == ["mi_toolkit._layout_probe imports synthetic"]
 
 
 # ------------------------------------------------------------------ host-device synchronisations per step
@@ -93,11 +99,12 @@ from host_syncs import BATCH, CountHostReads, Pairs  # noqa: E402
 
 @pytest.mark.parametrize("lambda_a, probe", [(0.0, True), (0.1, True), (0.1, False)])
 def test_a_training_step_reads_nothing_back_and_a_log_row_reads_once(tmp_path, lambda_a, probe):
-    from superinfo.trainer import TrainConfig, build_training
+    from fixtures_state import tiny_config
+    from superinfo.trainer import build_training
     from superinfo.trainer.loop import MetricInterval, train_step
 
-    cfg = TrainConfig(dataset="digits", out=str(tmp_path), arch="tiny", width=4, z_dim=8, epochs=1, batch_size=BATCH,
-                      warmup_epochs=0, num_workers=0, device="cpu", lambda_a=lambda_a, probe=probe,
+    cfg = tiny_config(tmp_path, dataset="digits", z_dim=8, epochs=1, batch_size=BATCH, warmup_epochs=0, device="cpu",
+                      sigma=1.0, lambda_a=lambda_a, probe=probe,
                       lambda_warmup_epochs=0, lambda_ramp_epochs=0)      # lambda constant: loss = c + lambda * U
     t = build_training(cfg, Pairs(), num_classes=3)
     interval = MetricInterval(t)

@@ -19,7 +19,7 @@ from synthetic import (
     gaussian_kl,
     gaussian_mi,
 )
-from synthetic.gaussian import _expected_kl
+from synthetic.gaussian import expected_gaussian_kl
 
 
 def _random_encoder(rng, k, d, scale=None, noise=None):
@@ -179,7 +179,7 @@ def test_kl_bound_is_at_least_the_exact_superfluous_information(case):
     truth = world.true_conditional_given_v2(enc1)
     assert world.expected_kl(enc1, truth) == pytest.approx(cmi, rel=1e-6, abs=1e-9)
     delta = (truth.weight - enc2.weight) @ world.loadings("v2")
-    gap = _expected_kl(truth.noise_cov, enc2.noise_cov, delta @ delta.T, truth.bias - enc2.bias)
+    gap = expected_gaussian_kl(truth.noise_cov, enc2.noise_cov, delta @ delta.T, truth.bias - enc2.bias)
     assert kl - cmi == pytest.approx(gap, rel=1e-6, abs=1e-8)
 
 
@@ -265,10 +265,10 @@ def test_kl_to_any_q_of_z_bounds_the_conditional_mi(seed, dx, dy, dz, cmi):
     q_gain = gain_z + rng.standard_normal(gain_z.shape) * rng.uniform(0, 1)
     q_cov = np.diag(rng.uniform(0.2, 3.0, dy))
     xz = np.concatenate([task.blocks["x"], task.blocks["z"]])
-    load = task._loadings
+    load = task.loadings
     for gain, cov in ((gain_z, cov_z), (q_gain, q_cov)):
         delta = gain_xz @ load[xz] - gain @ load[task.blocks["z"]]
-        value = _expected_kl(cov_xz, cov, delta @ delta.T, np.zeros(dy))
+        value = expected_gaussian_kl(cov_xz, cov, delta @ delta.T, np.zeros(dy))
         assert value >= task.cmi - 1e-7
         if gain is gain_z:
             assert value == pytest.approx(task.cmi, abs=1e-7)

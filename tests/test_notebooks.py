@@ -31,6 +31,7 @@ CELL_TIMEOUT = 300           # seconds per cell; small settings take well under 
 FIGURE_SUFFIXES = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
 SOURCE_LINES_SHOWN = 40
 ANSI = re.compile(r"\x1b\[[0-9;]*m")   # colour codes in IPython tracebacks
+pytestmark = pytest.mark.slow          # a kernel per notebook, each run end to end
 
 
 class NotebookCellError(AssertionError):

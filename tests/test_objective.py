@@ -18,7 +18,7 @@ from superinfo import (
     ntxent_loss,
 )
 from superinfo.objective import ntxent_mi_estimate, pairwise_infonce_loss
-from superinfo.world import _linear_encoder
+from superinfo.world import linear_encoder
 from synthetic import MultiViewWorld
 
 
@@ -141,7 +141,7 @@ def test_total_adds_the_weighted_terms():
 @given(st.integers(0, 1000), st.floats(0.05, 1.0), st.floats(0.3, 2.0))
 def test_kl_term_estimates_the_closed_form_bound_which_is_above_the_truth(seed, scale, sigma):
     world, heads = _heads_on_world(seed, scale, sigma)
-    enc1, enc2 = _linear_encoder(heads[0]), _linear_encoder(heads[1])
+    enc1, enc2 = linear_encoder(heads[0]), linear_encoder(heads[1])
     exact_bound, cmi = world.expected_kl(enc1, enc2), world.exact_information(enc1)["superfluous_1"]
     with torch.no_grad():
         batch = world.sample(20_000, torch.Generator().manual_seed(seed), dtype=torch.float64)
@@ -161,7 +161,7 @@ def test_kl_term_estimates_the_closed_form_bound_which_is_above_the_truth(seed, 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_club_term_is_above_the_exact_superfluous_information(seed):
     world, heads = _heads_on_world(seed, 0.4, 1.0)
-    enc1, enc2 = _linear_encoder(heads[0]), _linear_encoder(heads[1])
+    enc1, enc2 = linear_encoder(heads[0]), linear_encoder(heads[1])
     info = world.exact_information(enc1, enc2)
     loss = SuperInfoLoss(4, 1.0, conditional="club", temperature=0.5)
     values = []

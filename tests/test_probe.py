@@ -8,11 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
+from fixtures_state import tiny_config
 from superinfo.cli import main
 from superinfo.data import augmentation, preset_for
 from superinfo.data.recorded import PARAMETERS, RecordedAugmentation, parameter_vector
 from superinfo.tools.probe import augmentation_information
-from superinfo.trainer import TrainConfig, train
+from superinfo.trainer import train
 
 
 @pytest.mark.parametrize("name, size", [("cifar10", None), ("stl10", 96), ("digits", 16)])
@@ -59,11 +60,11 @@ def test_the_lower_bound_is_about_zero_without_the_view_and_positive_with_a_copy
     assert high["nats"] > 1.0 and high["nats"] > 5 * high["stderr"], high
 
 
+@pytest.mark.slow
 def test_probe_writes_the_bracket(tmp_path, capsys):
     run = tmp_path / "run"
-    train(TrainConfig(dataset="digits", out=str(run), arch="tiny", width=4, image_size=8, z_dim=8, epochs=1,
-                      batch_size=32, max_steps_per_epoch=2, num_workers=0, device="cpu", progress=False,
-                      final_eval="none", lambda_a=0.1))
+    train(tiny_config(run, dataset="digits", image_size=8, z_dim=8, epochs=1, batch_size=32, max_steps_per_epoch=2,
+                      device="cpu", sigma=1.0))
     assert main(["probe", "--run", str(run), "--images", "200", "--steps", "100", "--threads", "1"]) == 0
     saved = json.loads((run / "probe.json").read_text())
     for key in ("lower_nats", "lower_stderr", "upper_nats", "upper_nats_head", "features", "estimator",

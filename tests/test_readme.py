@@ -19,17 +19,19 @@ from pathlib import Path
 import pytest
 
 from fixtures_data import write_cifar10, write_imagefolder
+from fixtures_state import TINY_RUN_FLAGS
 from fixtures_transfer import write_all
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow          # every README command, end to end
 
 # README text -> what runs instead (exact substrings, applied in this order to every command or Python block)
 TINY = [
     # Python blocks
-    ("task.sample(20_000)", "task.sample(2_000)"),
-    ("steps=2000, batch_size=64", "steps=20, batch_size=64"),
+    ("task.sample(4_000)", "task.sample(2_000)"),
+    ("steps=500", "steps=20"),
     # ./dev: a tiny bench, and one test file (the whole suite would run this test again)
     ("./dev bench", "./dev bench --dim 2 --mi 2 --steps-per-level 20 --window 10 --estimators infonce "
                     "--no-progress --out {tmp}/dev-bench"),
@@ -49,21 +51,21 @@ TINY = [
     ("--preset imagenet --data-root /shared/imagenet", "--preset digits"),
 ]
 # flags appended to a command that starts with the key (documented options; the last value given wins)
+TINY_RUN = " ".join(TINY_RUN_FLAGS)     # the tests' shared tiny run: --epochs 1 --max-steps-per-epoch 1 --arch tiny ...
 APPEND = {
     "superinfo world": "--steps 20 --probe-samples 200",
     "superinfo sweep-world": "--steps 20 --probe-samples 200",
     "superinfo demo": "--seeds 0 --epochs 1 --max-steps-per-epoch 1 --width 4",
-    "superinfo train --preset digits": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16",
+    "superinfo train --preset digits": TINY_RUN,
     "superinfo train --preset cifar10": "--no-verify --epochs 1 --max-steps-per-epoch 1 --batch-size 8 "
                                         "--final-eval none",
     "superinfo train --dataset imagefolder": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 "
                                             "--image-size 16 --batch-size 8 --num-workers 0 --final-eval none",
     "superinfo eval": "--threads 1",
     "superinfo probe": "--images 100 --steps 50 --batch-size 8 --threads 1",
-    "superinfo sweep": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-progress",
+    "superinfo sweep": f"{TINY_RUN} --no-progress",
     "superinfo transfer": "--no-verify --epochs 1 --no-progress --threads 1",
-    "torchrun": "--epochs 1 --max-steps-per-epoch 1 --arch tiny --width 4 --batch-size 16 --no-sync-bn "
-                "--no-progress --threads 1",
+    "torchrun": f"{TINY_RUN} --no-sync-bn --no-progress --threads 1",
 }
 PLACEHOLDERS = ["WORLD_DIR", "AUTO_DIR", "ENT_DIR", "SWEEP_DIR", "ABLATION_DIR", "IMAGENET_RUN", "DEMO_DIR", "DIGITS_RUN", "DATA_DIR", "RUN_DIR",
                 "SIMCLR_RUN", "IMAGES_DIR", "IMAGES_RUN", "TRANSFER_DIR", "FILE", "DIR"]
@@ -80,18 +82,40 @@ def commands(block: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def tiny(text: str, tmp: Path, block: int = 0) -> str:
+def sub(text: str, old: str, new: str) -> str:
+    """``text`` with every ``old`` replaced by ``new``; ``old`` must be there, so that a README edit cannot disable a
+    substitution without failing this test."""
+    assert old in text, f"README.md no longer holds {old!r}: update this test's substitution"
+    return text.replace(old, new)
+
+
+def tiny_blocks(tmp: Path) -> list[tuple[str, str | list[str]]]:
+    """Every README block as it runs here: ("python", code) or ("bash", [command, ...]).  Each substitution must match
+    somewhere in the README (``sub``), each APPEND key must start a command and each placeholder must be used."""
+    kinds, texts = zip(*[(kind, block if kind == "python" else "\n".join(commands(block))) for kind, block in blocks()])
+    whole = "\0".join(texts)               # one text, so that each substitution is checked against the whole README
     for old, new in TINY:
-        text = text.replace(old, new)
-    for key, flags in APPEND.items():
-        if text.startswith(key + " "):
-            text = f"{text} {flags}"
-    text = text.replace("/shared/IMAGENET_RUN", str(tmp / "imagenet_run_two_nodes"))
-    text = text.replace("HOST:29500", f"127.0.0.1:{_free_port()}").replace("--rdzv_id=JOB", "--rdzv_id=readme")
-    for name in PLACEHOLDERS:      # DIR is "a folder of your choice": one per block
-        folder = tmp / (f"dir{block}" if name == "DIR" else name.lower())
-        text = re.sub(rf"\b{name}\b", str(folder), text)
-    return text.replace("{tmp}", str(tmp))
+        whole = sub(whole, old, new)
+    whole = sub(whole, "/shared/IMAGENET_RUN", str(tmp / "imagenet_run_two_nodes"))
+    whole = sub(whole, "HOST:29500", f"127.0.0.1:{_free_port()}")
+    whole = sub(whole, "--rdzv_id=JOB", "--rdzv_id=readme")
+    appended, placed, result = set(), set(), []
+    for block, (kind, text) in enumerate(zip(kinds, whole.split("\0"))):
+        pieces = [text] if kind == "python" else text.splitlines()
+        for i, piece in enumerate(pieces):
+            for key, flags in APPEND.items():
+                if kind == "bash" and piece.startswith(key + " "):
+                    piece = f"{piece} {flags}"
+                    appended.add(key)
+            for name in PLACEHOLDERS:      # DIR is "a folder of your choice": one per block
+                folder = tmp / (f"dir{block}" if name == "DIR" else name.lower())
+                piece, count = re.subn(rf"\b{name}\b", str(folder), piece)
+                placed.update([name] if count else [])
+            pieces[i] = piece.replace("{tmp}", str(tmp))
+        result.append((kind, pieces[0] if kind == "python" else pieces))
+    assert appended == set(APPEND), f"no README command starts with {sorted(set(APPEND) - appended)}"
+    assert placed == set(PLACEHOLDERS), f"README.md no longer uses {sorted(set(PLACEHOLDERS) - placed)}"
+    return result
 
 
 def _free_port() -> int:
@@ -111,9 +135,8 @@ def run_shell(line: str, tmp: Path) -> None:
     elif argv[0] == "superinfo":
         assert superinfo_main(argv[1:]) == 0, line
     elif argv[0] == "./dev" or argv[0] == "torchrun":
-        if argv[0] == "torchrun":
-            argv = [str(BIN / "torchrun"), *argv[1:]]
-        done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        argv = [str(ROOT / "dev") if argv[0] == "./dev" else str(BIN / "torchrun"), *argv[1:]]
+        done = subprocess.run(argv, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, f"{line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     else:
         pytest.fail(f"README command this test does not know how to run: {line}")
@@ -128,21 +151,21 @@ def data(tmp_path_factory):
     return tmp
 
 
-def test_readme_has_the_blocks_this_test_knows():
+def test_readme_has_the_blocks_this_test_knows(tmp_path):
     kinds = [kind for kind, _ in blocks()]
     assert kinds.count("python") >= 2 and kinds.count("bash") >= 5
+    tiny_blocks(tmp_path)                   # every substitution still matches (runs nothing)
 
 
 def test_every_readme_block_runs(data, monkeypatch):
     monkeypatch.chdir(data)
-    for index, (kind, block) in enumerate(blocks()):
+    for kind, block in tiny_blocks(data):
         if kind == "python":
-            code = tiny(block, data, index)
-            exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
+            exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
         else:
-            for line in commands(block):
+            for line in block:
                 start = time.perf_counter()
-                run_shell(tiny(line, data, index), data)
+                run_shell(line, data)
                 if os.environ.get("README_TIMES"):       # README_TIMES=1: how long each command takes
                     print(f"[readme] {time.perf_counter() - start:6.1f} s  {line[:90]}", file=sys.__stderr__)
     # what the blocks promise is there

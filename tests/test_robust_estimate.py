@@ -245,6 +245,7 @@ def test_whitening_gives_identity_covariance_and_survives_rank_deficiency():
     assert torch.isfinite(whiten(collinear)).all() and whiten(collinear).abs().max() < 1e4
 
 
+@pytest.mark.slow
 def test_wide_inputs_walk_the_ridge_path_with_sgd_from_zero():
     """Wide inputs (min dim > 32): whitened, quadratic critic from W = 0, SGD + early stopping.  On a 48+48 Gaussian
     with 3,000 rows (2,300 for training: d^2/n ~ 1) Adam fits noise first; the ridge path gives a positive bound,

@@ -76,6 +76,7 @@ def test_swiss_roll_embeds_two_features_in_three():
         Transformed(Multinormal(3, 1, 0.5), "swiss-roll", None)
 
 
+@pytest.mark.slow
 def test_suite_records_heat_map_and_command(tmp_path):
     records = run_suite(["gaussian", "ksg"], samples=400, seeds=[0], tasks=["2v2-dense", "1v1-additive-0.1"],
                         progress=False)

@@ -6,12 +6,13 @@ import statistics
 
 import pytest
 
+from fixtures_state import TINY_MODEL, cli_flags
 from superinfo.cli import main
 from superinfo.trainer import RUN_PRESETS
 from superinfo.tools.sweep import SweepSpec, collect, format_table, mean_std, run_point, run_sweep, summarize
 
 # a tiny encoder and two steps per epoch: each run trains and evaluates in about a second
-TINY = dict(arch="tiny", width=4, image_size=8, batch_size=32, max_steps_per_epoch=2, log_every=1)
+TINY = dict(TINY_MODEL, image_size=8, batch_size=32, max_steps_per_epoch=2, log_every=1)
 
 
 def tiny_spec(**kw):
@@ -159,8 +160,7 @@ def test_summary_skips_missing_values_and_uses_sample_std():
 def test_cli_contract(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["sweep", "--preset", "digits", "--lambda-a", "0", "--epochs", "1", "--seeds", "0", "--protocols", "knn",
-            "--out", str(out), "--arch", "tiny", "--width", "4", "--image-size", "8", "--batch-size", "32",
-            "--max-steps-per-epoch", "2", "--log-every", "1", "--no-progress", "--threads", "1"]
+            "--out", str(out), *cli_flags(**TINY), "--no-progress", "--threads", "1"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "kNN top-1 %" in printed and "sweep.csv" in printed
@@ -196,6 +196,7 @@ def test_a_config_field_added_later_counts_as_its_default(finished_sweep):
         (run_dir / "config.json").write_text(json.dumps(saved))
 
 
+@pytest.mark.slow
 def test_automatic_lambda_is_a_grid_point(tmp_path):
     from superinfo.tools.analysis import plot_ablation, plot_final_terms
 
@@ -214,6 +215,7 @@ def test_automatic_lambda_is_a_grid_point(tmp_path):
         tiny_spec(lambdas_a=("auto",), lambdas_b=(0.1,)).points()
 
 
+@pytest.mark.slow
 def test_sweep_bracket_columns_come_from_each_runs_probe(tmp_path):
     table = run_sweep(tiny_spec(seeds=(0,)), tmp_path, progress=False, bracket=True,
                       bracket_options=dict(images=64, steps=30, batch_size=32, heldout_fraction=0.5))

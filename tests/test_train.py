@@ -1,44 +1,17 @@
 """The SuperInfo trainer on tiny models and 8x8 images (CPU): end-to-end epoch through the CLI, bit-exact resume,
 the non-finite-loss guard, and every preset building."""
-import csv
 import dataclasses
 import hashlib
 import json
 
 import pytest
-import torch
 from torch.utils.data import Dataset
 
-from fixtures_state import assert_same_state
+from fixtures_state import TwoViews, assert_same_state, log_rows, tiny_config, tiny_train_argv
 import superinfo.data as train_mod  # load_datasets: what the trainer and eval read
 from superinfo.cli import build_parser, main, train_config_from_args
 from superinfo.trainer import (RUN_PRESETS, NonFiniteLossError, TrainConfig, build_training, load_checkpoint,
                              preset_config, resume, train)
-
-
-class TwoViews(Dataset):
-    """Stand-in for ``superinfo.data.pretrain_dataset``: (view1, view2, label) with random-noise 'augmentation'
-    drawn from the global torch RNG (as torchvision transforms do).  ``poison_from``: from that many __getitem__
-    calls on, images are NaN; ``crash_at``: raise KeyboardInterrupt at that call (a kill)."""
-
-    def __init__(self, n=48, size=8, classes=3, seed=0, poison_from=None, crash_at=None):
-        g = torch.Generator().manual_seed(seed)
-        self.x = torch.randn(n, 3, size, size, generator=g)
-        self.y = torch.arange(n) % classes
-        self.num_classes = classes
-        self.calls, self.poison_from, self.crash_at = 0, poison_from, crash_at
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        self.calls += 1
-        if self.crash_at is not None and self.calls == self.crash_at:
-            raise KeyboardInterrupt("simulated kill")
-        x = self.x[i]
-        if self.poison_from is not None and self.calls >= self.poison_from:
-            x = torch.full_like(x, float("nan"))
-        return x + 0.1 * torch.randn_like(x), x + 0.1 * torch.randn_like(x), int(self.y[i])
 
 
 class Labelled(Dataset):
@@ -54,33 +27,20 @@ class Labelled(Dataset):
         return self.x[i], int(self.y[i])
 
 
-def tiny_config(out, **kw):
-    base = dict(dataset="standin", out=str(out), arch="tiny", width=4, epochs=2, batch_size=16, num_workers=0,
-                warmup_epochs=0.5, lambda_a=0.1, sigma="learned", progress=False, final_eval="none", log_every=2)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _log_rows(run_dir):
-    with open(run_dir / "log.csv", newline="") as f:
-        return [{k: v for k, v in r.items() if k not in ("images_per_s", "elapsed_s")} for r in csv.DictReader(f)]
-
-
 def test_cli_one_epoch_end_to_end_then_eval(tmp_path, monkeypatch, capsys):
     pairs = TwoViews()
     monkeypatch.setattr(train_mod, "load_datasets", lambda cfg, eval_too=False, pretrain=True: (
         pairs if pretrain else None, (Labelled(pairs), Labelled(pairs)) if eval_too else None))
     run = tmp_path / "run"
-    rc = main(["train", "--dataset", "imagefolder", "--data-root", str(tmp_path), "--arch", "tiny", "--width", "4",
-               "--image-size", "8", "--epochs", "1", "--batch-size", "16", "--lambda-a", "0.1", "--lambda-b", "0.2",
-               "--num-workers", "0", "--final-eval", "knn", "--no-progress", "--threads", "1", "--out", str(run)])
+    rc = main(tiny_train_argv(run, preset=None, dataset="imagefolder", data_root=tmp_path, image_size=8,
+                              max_steps_per_epoch=None, lambda_a=0.1, lambda_b=0.2, num_workers=0, final_eval="knn"))
     assert rc == 0
     for name in ("config.json", "checkpoint.pt", "log.csv", "eval.json"):
         assert (run / name).exists(), name
     assert not list(run.glob("*.tmp"))
     cfg = json.loads((run / "config.json").read_text())
     assert (cfg["lambda_a"], cfg["lambda_b"], cfg["image_size"], cfg["optimizer"]) == (0.1, 0.2, 8, "adam")
-    rows = _log_rows(run)
+    rows = log_rows(run)
     assert rows and rows[-1]["step"] == "3" and rows[-1]["epoch"] == "1"
     for col in ("loss", "contrastive", "mi_lower", "superfluous_a", "superfluous_b", "lr", "probe_acc"):
         assert rows[-1][col] != "", col
@@ -102,7 +62,7 @@ def test_resume_is_bit_identical(tmp_path):
     assert resumed["finished"]
     a, b = load_checkpoint(tmp_path / "a" / "checkpoint.pt"), load_checkpoint(tmp_path / "b" / "checkpoint.pt")
     assert_same_state(a, b)
-    assert _log_rows(tmp_path / "a") == _log_rows(tmp_path / "b")
+    assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b")
 
 
 def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path):
@@ -111,11 +71,11 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(tmp_path / "b"), pretrain_data=TwoViews(crash_at=90))
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
-    assert int(_log_rows(tmp_path / "b")[-1]["step"]) > 3                 # rows past the checkpoint...
+    assert int(log_rows(tmp_path / "b")[-1]["step"]) > 3                 # rows past the checkpoint...
     resume(tmp_path / "b", pretrain_data=TwoViews(), progress=False)
     assert_same_state(load_checkpoint(tmp_path / "a" / "checkpoint.pt"),
                       load_checkpoint(tmp_path / "b" / "checkpoint.pt"))
-    assert _log_rows(tmp_path / "a") == _log_rows(tmp_path / "b")       # ...are dropped, not duplicated
+    assert log_rows(tmp_path / "a") == log_rows(tmp_path / "b")       # ...are dropped, not duplicated
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):

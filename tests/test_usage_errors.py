@@ -7,6 +7,7 @@ folders.  Python API cases: ``ValueError`` or ``TypeError`` whose message names 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ MAINS = {"mi-toolkit": mi_toolkit_main, "superinfo": superinfo_main}
 
 # ------------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_digits_run):
     """A folder with inputs to misuse: good and broken .npy/.csv files, a finished digits run, folders that already
     hold results, a file where a folder is expected."""
     root = tmp_path_factory.mktemp("usage")
@@ -43,10 +44,7 @@ def world(tmp_path_factory):
     (root / "full" / "results.json").write_text("[]")       # earlier results
     (root / "data").mkdir()
     (root / "exported.pt").write_bytes(b"earlier export")
-    run = root / "run"
-    assert superinfo_main(["train", "--preset", "digits", "--epochs", "1", "--max-steps-per-epoch", "1", "--arch",
-                           "tiny", "--width", "4", "--batch-size", "16", "--out", str(run), "--threads", "1",
-                           "--no-progress"]) == 0
+    shutil.copytree(tiny_digits_run, root / "run")          # the shared finished run (conftest.py), a copy
     return root
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from superinfo.cli import main
-from superinfo.world import _linear_encoder, run_sweep, run_world, summarize, train_probe
+from superinfo.world import linear_encoder, run_sweep, run_world, summarize, train_probe
 from superinfo import GaussianPosteriorHead
 from synthetic import MultiViewWorld
 
@@ -68,7 +68,7 @@ def test_probe_reaches_the_bayes_accuracy_of_the_features():
     world = MultiViewWorld(seed=1)
     torch.manual_seed(1)
     head = GaussianPosteriorHead(world.view_dim, 8, sigma=0.5)
-    enc = _linear_encoder(head)
+    enc = linear_encoder(head)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         train, test = (world.sample(4000, gen) for _ in range(2))

@@ -31,8 +31,8 @@ from ..validation import (check_bool, check_choice, check_number, check_pair, ch
                           value_checks_enabled)
 from . import chunked, naive
 
-__all__ = ["infonce", "infonce_local", "available_backends", "fused_backend", "BACKENDS", "SHAPES", "REDUCTIONS",
-           "FUSED_MIN_ROWS"]
+__all__ = ["infonce", "infonce_local", "available_backends", "fused_backend", "resolve_backend", "triton_module",
+           "BACKENDS", "SHAPES", "REDUCTIONS", "FUSED_MIN_ROWS"]
 
 BACKENDS = ("auto", "naive", "chunked", "triton")
 SHAPES = ("simclr", "pairwise")
@@ -88,7 +88,7 @@ def _check_options(shape, symmetric, normalize, backend, learn_temperature) -> N
 
 
 # ------------------------------------------------------------------------------------------------- backends
-def _triton_module():
+def triton_module():
     """Import the Triton kernels on first use; remember an ImportError so 'auto' can fall back quietly."""
     global _triton
     if _triton is None:
@@ -117,11 +117,11 @@ def fused_backend(backend: str, rows: int) -> str | None:
 def available_backends() -> tuple[str, ...]:
     """Backend names usable in this process ('triton' only when triton imports)."""
     usable = ("auto", "naive", "chunked")
-    return usable + ("triton",) if not isinstance(_triton_module(), ImportError) else usable
+    return usable + ("triton",) if not isinstance(triton_module(), ImportError) else usable
 
 
 def _triton_accepts(z: torch.Tensor) -> bool:
-    module = _triton_module()
+    module = triton_module()
     if isinstance(module, ImportError):
         return False
     try:
@@ -131,12 +131,12 @@ def _triton_accepts(z: torch.Tensor) -> bool:
     return True
 
 
-def _resolve_backend(backend: str, z: torch.Tensor) -> str:
+def resolve_backend(backend: str, z: torch.Tensor) -> str:
     """'auto' -> triton for CUDA tensors it supports, else chunked; 'triton' -> checked, with a clear error."""
     if backend == "auto":
         return "triton" if z.is_cuda and _triton_accepts(z) else "chunked"
     if backend == "triton":
-        module = _triton_module()
+        module = triton_module()
         if isinstance(module, ImportError):
             raise RuntimeError(f"backend='triton' needs the triton package, which failed to import: {module}; "
                                "use backend='chunked' or 'auto'") from module
@@ -145,7 +145,7 @@ def _resolve_backend(backend: str, z: torch.Tensor) -> str:
 
 
 def _row_losses_fn(name: str):
-    return {"naive": naive.row_losses, "chunked": chunked.row_losses}.get(name) or _triton_module().row_losses
+    return {"naive": naive.row_losses, "chunked": chunked.row_losses}.get(name) or triton_module().row_losses
 
 
 # ------------------------------------------------------------------------------------------------ the losses
@@ -203,7 +203,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature=0.1, symmetric: bool
     z1, z2 = check_pair(z1, z2, ("z1", "z2"), min_rows=2)
     temperature = _check_temperature(temperature, learn_temperature, z1)
     blocks = _check_block_size(block_size)
-    name = _resolve_backend(backend, z1)
+    name = resolve_backend(backend, z1)
     z1, z2 = _normalized((z1, z2), normalize)
     if name == "naive":
         if shape == "simclr":
@@ -255,7 +255,7 @@ def infonce_local(z1_local: torch.Tensor, z2_local: torch.Tensor, z1_all: torch.
     _check_local_rows(z2_local, z2_all, row_offset, ("z2_local", "z2_all"))
     temperature = _check_temperature(temperature, learn_temperature, z1_local)
     blocks = _check_block_size(block_size)
-    name = _resolve_backend(backend, z1_local)
+    name = resolve_backend(backend, z1_local)
     r1, r2, c1, c2 = _normalized((z1_local, z2_local, z1_all, z2_all), normalize)
     problems = _row_problems(r1, r2, c1, c2, row_offset, shape, symmetric)
     summed = _summed_row_losses(problems, temperature, _row_losses_fn(name), blocks)

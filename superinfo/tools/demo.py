@@ -33,7 +33,8 @@ from ..trainer.models import build_model
 from .probe import BRACKET_COLUMNS, BRACKET_SETTINGS
 from .sweep import mean_std, run_point, run_record
 
-__all__ = ["DEFAULT_LAMBDA", "METHODS", "format_summary", "plot_demo", "raw_pixel_reference", "run_demo"]
+__all__ = ["DEFAULT_LAMBDA", "METHODS", "format_summary", "plot_demo", "raw_pixel_reference", "run_demo",
+           "untrained_model"]
 
 METHODS = ("untrained", "simclr", "superinfo")
 TRAINED = ("simclr", "superinfo")
@@ -59,7 +60,7 @@ def raw_pixel_reference(cfg) -> dict:
             "linear": "scikit-learn LogisticRegression (lbfgs, C=1) on standardised pixels"}
 
 
-def _untrained_model(cfg):
+def untrained_model(cfg):
     seed_everything(cfg.seed)           # what build_training does before build_model: the init both methods start from
     return cfg.build_model()
 
@@ -70,7 +71,7 @@ def _untrained_record(cfg, folder: Path) -> dict:
     if path.exists():
         return json.loads(path.read_text())
     started = time.perf_counter()
-    model = _untrained_model(cfg)
+    model = untrained_model(cfg)
     _, (train_ds, test_ds) = data.load_datasets(cfg, eval_too=True, pretrain=False)
     record = {"seed": cfg.seed}
     for protocol in PROTOCOLS:
@@ -118,7 +119,7 @@ def run_demo(out, *, seeds=(0, 1, 2), lambda_superinfo: float | str = DEFAULT_LA
         folder = Path(cfg.out)
         if method == "untrained":
             record = _untrained_record(cfg, folder)
-            model = _untrained_model(cfg)
+            model = untrained_model(cfg)
         else:
             run_point(cfg, PROTOCOLS)
             record = run_record(cfg.out)

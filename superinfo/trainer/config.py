@@ -65,9 +65,10 @@ class TrainConfig:
     """Every setting of a run (saved as RUN_DIR/config.json), each declared once here with its help, range or
     choices, whether a resume may change it (``resume=True``) and whether a sweep grids it (``grid``): the
     ``train`` and ``sweep`` parsers, ``validate()`` and ``RESUME_OVERRIDABLE`` are generated from these fields.
-    ``None`` means "derive" (``resolve()`` does it once): ``image_size`` from the data preset, ``width`` from the
-    arch, ``lambda_b`` = ``lambda_a``, ``head_hidden`` = feature dim, ``channels_last`` on CUDA only;
-    ``amp="auto"`` is bf16 autocast on CUDA and fp32 elsewhere."""
+    ``None`` means "derive": ``image_size`` from the data preset, ``channels_last`` on CUDA only, ``amp="auto"``
+    bf16 autocast on CUDA and fp32 elsewhere, the lambda warm-up and ramp 20 % of the epochs each (all four
+    resolved once, by ``resolve()``); ``width`` and ``head_hidden`` from the arch (``build_model``); ``lambda_b`` =
+    ``lambda_a`` (``SuperInfoLoss``)."""
 
     dataset: str = setting("cifar10", "data set (superinfo.data; the Python API also takes an in-memory data set "
                            "under a name of its own)", choices=_datasets, open_choices=True)
