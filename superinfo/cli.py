@@ -215,10 +215,14 @@ def _cmd_sweep_grid(args) -> int:
 
 
 def _add_eval_parser(sub) -> None:
+    from .trainer.evaluate import EVAL_PROTOCOLS
+
     p = sub.add_parser("eval", formatter_class=HelpFormatter,
                        help="linear or kNN evaluation of a run on frozen features; writes RUN_DIR/eval.json")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run folder (config.json + checkpoint.pt)")
-    p.add_argument("--protocol", required=True, choices=["linear", "knn"], help="linear (logistic regression) or knn")
+    p.add_argument("--protocol", required=True, choices=list(EVAL_PROTOCOLS),
+                   help="linear (logistic regression by Adam), knn, or logreg (L-BFGS logistic regression with its L2 "
+                        "chosen on a validation split of the training split: SimCLR's appendix protocol)")
     p.add_argument("--dataset", help="default: the run's dataset")
     p.add_argument("--data-root", help="default: the run's data root")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -324,8 +328,10 @@ def _cmd_eval(args) -> int:
         kw["num_workers"] = args.num_workers
     r = evaluate_run(args.run, args.protocol, dataset=args.dataset, data_root=args.data_root, device=args.device,
                      **kw)
-    print(f"{r['protocol']} top-1: {100 * r['top1']:.2f}%  ({r['n_train']} train / {r['n_test']} test images; "
-          f"checkpoint epoch {r['checkpoint_epoch']})")
+    lo, hi = r["top1_ci95"]
+    chosen = f"; l2 {r['l2']:.3g} chosen on {r['n_val']} validation images" if "l2" in r else ""
+    print(f"{r['protocol']} top-1: {100 * r['top1']:.2f}% (95 % CI over test images {100 * lo:.2f}-{100 * hi:.2f})  "
+          f"({r['n_train']} train / {r['n_test']} test images; checkpoint epoch {r['checkpoint_epoch']}{chosen})")
     if args.bracket or read_bracket(args.run, r["checkpoint_epoch"]) is not None:
         r = _eval_with_bracket(args, r)
     print(f"wrote {args.run}/eval.json")
