@@ -104,3 +104,20 @@ def test_an_evaluation_that_cannot_mean_anything_is_refused_or_warned():
     assert len(notes) == 1
     with pytest.warns(UserWarning, match=r"classes \[3\] have test images but no training image"):
         check_evaluable(torch.tensor([0, 1]), torch.tensor([0, 1, 3]))
+
+
+def test_knn_is_monitored_on_a_validation_split_every_n_epochs(tmp_path):
+    """--knn-every 1: a kNN top-1 per epoch in log.csv and knn.png; the run's own random stream is untouched (the
+    losses equal those of the same run without the monitor)."""
+    import csv
+
+    from superinfo.cli import main
+    base = ["train", "--preset", "digits", "--epochs", "2", "--max-steps-per-epoch", "3", "--arch", "tiny",
+            "--width", "4", "--batch-size", "32", "--log-every", "3", "--no-progress", "--threads", "1"]
+    assert main(base + ["--knn-every", "1", "--out", str(tmp_path / "m")]) == 0
+    assert main(base + ["--out", str(tmp_path / "p")]) == 0
+    rows = {name: list(csv.DictReader(open(tmp_path / name / "log.csv"))) for name in ("m", "p")}
+    knn = [float(r["knn_val_top1"]) for r in rows["m"] if r["knn_val_top1"]]
+    assert len(knn) == 2 and all(0 < v <= 1 for v in knn)
+    assert [r["loss"] for r in rows["m"]] == [r["loss"] for r in rows["p"]]
+    assert (tmp_path / "m" / "knn.png").stat().st_size > 0 and not (tmp_path / "p" / "knn.png").exists()

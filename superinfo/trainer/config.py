@@ -129,6 +129,9 @@ class TrainConfig:
                               resume=True)
     knn_k: int = setting(200, "neighbours of the final kNN evaluation", range=INT1)
     knn_temperature: float = setting(0.1, "vote temperature of the final kNN evaluation", range=POSITIVE)
+    knn_every: int = setting(0, "every this many epochs, the kNN top-1 (--knn-k, --knn-temperature) on a validation "
+                             "split of the training split into log.csv (knn_val_top1) and RUN_DIR/knn.png; never the "
+                             "test split (0: off)", range=INT0, resume=True)
     # machinery
     seed: int = setting(0, "random seed", range=INT0, grid="--seeds")
     num_workers: int = setting(None, "DataLoader worker processes", range=INT0, resume=True,

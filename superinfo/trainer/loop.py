@@ -57,7 +57,7 @@ from ..objective import GaussianPosterior, SuperInfoLoss
 from .config import RESUME_OVERRIDABLE, RunPlan, TrainConfig, resolve_device
 from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
 from .evaluate import evaluate_model, write_eval
-from .models import build_model
+from .monitor import KnnMonitor, plot_knn
 from .optim import WarmupCosine, build_optimizer
 from .run import (CHECKPOINT, LOSS_TERMS, RunLog, checkpoint_epoch, load_checkpoint, read_config,
                   restore_checkpoint, save_checkpoint, write_config)
@@ -459,6 +459,7 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
         if ctx.is_main:
             write_config(run_dir, cfg)
     log = RunLog(run_dir, resume_step) if ctx.is_main else None     # rank 0 alone logs and checkpoints
+    monitor = KnnMonitor(cfg, eval_data) if cfg.knn_every and ctx.is_main else None
     stop = cfg.epochs if cfg.stop_after_epochs is None else min(cfg.epochs, t.epoch + cfg.stop_after_epochs)
     start_time = time.perf_counter()
     last_row: dict = {}
@@ -483,6 +484,8 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                         last_row = interval.row(t, time.perf_counter() - start_time)
                     except NonFiniteLossError as err:
                         raise NonFiniteLossError(f"{err}. Training stopped; {_last_good(run_dir)}.") from None
+                    if monitor is not None and i + 1 == t.steps_per_epoch and monitor.due(t.epoch + 1):
+                        last_row["knn_val_top1"] = monitor(t)
                     if log is not None:
                         log.write(last_row)
                     bar.set_postfix(loss=f"{last_row['loss']:.3f}", img_s=f"{last_row['images_per_s']:.0f}")
@@ -493,6 +496,8 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
     finally:
         if log is not None:
             log.close()
+    if monitor is not None:
+        plot_knn(run_dir)
     summary = {"run_dir": str(run_dir), "epoch": t.epoch, "step": t.step, "last_log": last_row,
                "finished": t.epoch >= cfg.epochs, "world_size": ctx.world_size}
     if summary["finished"] and cfg.final_eval != "none" and ctx.is_main:   # on rank 0; the others are done

@@ -36,7 +36,8 @@ CONFIG = "config.json"
 LOG = "log.csv"
 # the loss terms a step reports: one per SuperInfoTerms field (``total`` named ``loss``), in its order
 LOSS_TERMS = tuple("loss" if f.name == "total" else f.name for f in dataclasses.fields(SuperInfoTerms))
-LOG_COLUMNS = ["epoch", "step", "lr", *LOSS_TERMS, "probe_loss", "probe_acc", "images_per_s", "elapsed_s"]
+LOG_COLUMNS = ["epoch", "step", "lr", *LOSS_TERMS, "probe_loss", "probe_acc", "knn_val_top1", "images_per_s",
+               "elapsed_s"]
 
 
 def _numpy_state() -> dict:
