@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,19 +30,12 @@ from .errors import ArgumentError
 from .estimators import ESTIMATORS, CriticEstimator, MIEstimator, estimator as build_estimator
 from .preprocess import preprocess as apply_preprocess
 from .preprocess import whiten as whiten_columns
+# the result type and its guards live in .result (the classical, conditional and discrete estimators use them
+# too); MIEstimateWarning, check_bounds and diagnose are named here as well, where estimate() users look for them
+from .result import (EstimationFailed, MIEstimateWarning, MIResult, check_bounds, diagnose,  # noqa: F401
+                     finish, mean_stderr, warn_about)
 from .validation import check_int, check_number, check_samples, value_checks
 
-# Thresholds for the warnings (nats unless said otherwise).
-SATURATION_MARGIN = 0.25     # within this of the cap: the truth may be far above the estimate
-VARIANCE_LIMIT = 1.0         # spread across evaluation batches above max(this, 25% of |mi|) is a blow-up
-RELATIVE_VARIANCE_LIMIT = 0.25
-GAP_LIMIT = 0.1              # train/held-out gaps below this are never flagged
-GAP_SIGMAS = 3.0             # ... nor those within this many combined standard errors
-NEGATIVE_LIMIT = 0.1         # an estimate below -max(this, NEGATIVE_SIGMAS standard errors) is a failed fit (MI >= 0)
-NEGATIVE_SIGMAS = 3.0
-NEGATIVE_NOISE_CAP = 1.0      # ... but never more than this: 1 nat below 0 is a failed fit however noisy (JS once
-                              # gave -190 +- 191 from one wild held-out batch of seven, and 3 s.e. let it through)
-CEILING_FACTOR = 2.0         # an estimate above CEILING_FACTOR * log(n rows) cannot come from n samples
 
 # The defaults, chosen on the task suite (benchmarks/README.md, "estimate() defaults").
 DEFAULT_STEPS = 3000         # the most steps; early stopping usually ends sooner
@@ -72,65 +64,6 @@ WIDE_LR_SCALE = {"smile": 4.0, "js": 4.0, "nwj": math.e}
 
 # estimators whose forward has no data-dependent Python control flow or in-place state: vmappable over seeds
 VMAP_ESTIMATORS = frozenset({"infonce", "nwj", "dv", "js", "smile", "club", "l1out", "doe"})
-
-
-class MIEstimateWarning(UserWarning):
-    """Something about an MI estimate deserves a second look (saturation, variance, overfitting, divergence)."""
-
-
-class EstimationFailed(RuntimeError):
-    """``estimate(..., on_failure="raise")``: the fit failed its guards; the message says why and what to try."""
-
-
-_MODULE_FIELDS = ("estimator_module", "estimator_modules")   # MIResult fields that to_dict leaves out
-
-
-@dataclass
-class MIResult:
-    estimator: str
-    mi: float                  # the estimate to report: held-out value (training value when nothing is held out)
-    stderr: float              # standard error of mi over evaluation batches (over seeds with seeds=S)
-    std: float                 # spread of the per-batch estimate over evaluation batches
-    direction: str             # "lower", "upper" or "estimate"
-    cap: float | None          # largest value this estimator can report at this batch size (log N for InfoNCE)
-    batch_size: int
-    steps: int
-    train_mi: float
-    train_stderr: float
-    heldout_mi: float | None
-    heldout_stderr: float | None
-    n_eval_batches: int
-    history: np.ndarray = field(repr=False)   # the per-step training estimate
-    warnings: list[str] = field(default_factory=list)
-    failed: bool = False       # the guards rejected the fit: mi is nan and failure says why
-    failure: str | None = None
-    preprocess: str | None = None
-    best_step: int | None = None   # the checkpoint reported (early stopping), 1-based step count
-    steps_run: int | None = None   # steps actually trained
-    seed: int = 0
-    per_seed: list = field(default_factory=list)   # with seeds=S: one dict per seed (mi, stderr, train_mi, ...)
-    # the fitted modules, kept for inspection; not figures, so left out of to_dict, repr and ==
-    estimator_module: torch.nn.Module | None = field(default=None, repr=False, compare=False)
-    estimator_modules: list = field(default_factory=list, repr=False, compare=False)   # with seeds=S: one a seed
-
-    def to_dict(self) -> dict:
-        """Every figure as plain data (what ``dataclasses.asdict`` gives, history as a list), without the modules."""
-        return {f.name: np.asarray(self.history).tolist() if f.name == "history"
-                else copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _MODULE_FIELDS}
-
-    def __str__(self) -> str:
-        kind = {"lower": "lower bound", "upper": "upper bound"}.get(self.direction, "estimate (no bound)")
-        where = "held-out" if self.heldout_mi is not None else "train"
-        text = f"{self.estimator} {kind}: {self.mi:.4f} ± {self.stderr:.4f} nats ({where}; train {self.train_mi:.4f})"
-        if self.per_seed:
-            text += f", mean of {len(self.per_seed)} seeds"
-        if self.cap is not None:
-            text += f", cap {self.cap:.4f}"
-        if self.failed:
-            text += f"\n  FAILED: {self.failure}"
-        for w in self.warnings:
-            text += f"\n  warning: {w}"
-        return text
 
 
 def make_optimizer(params, lr: float, kind: str = "adam") -> torch.optim.Optimizer:
@@ -171,91 +104,6 @@ def evaluate(est: MIEstimator, x: torch.Tensor, y: torch.Tensor, batch_size: int
     values = [float(getattr(est(x[idx], y[idx]), what)) for idx in order[:count * batch_size].view(count, batch_size)]
     est.train(was_training)
     return np.asarray(values)
-
-
-def _mean_stderr(values: np.ndarray):
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return float(values.mean()), std / math.sqrt(len(values)) if len(values) > 1 else float("nan"), std
-
-
-def diagnose(result: MIResult) -> list[str]:
-    """The warnings that apply to a finished estimate."""
-    found = []
-    history = np.asarray(result.history)
-    if len(history) and not np.all(np.isfinite(history)):
-        found.append(f"the training estimate became NaN/inf in {int((~np.isfinite(history)).sum())} of "
-                     f"{len(history)} steps: the critic diverged; lower lr or use a bounded estimator (smile, infonce)")
-    if not math.isfinite(result.mi):
-        found.append("the final estimate is not finite")
-        return found
-    if result.cap is not None and max(result.mi, result.train_mi) > result.cap - SATURATION_MARGIN:
-        found.append(f"the estimate {result.mi:.3f} is within {SATURATION_MARGIN} nats of its cap "
-                     f"log N = {result.cap:.3f}: the true MI may be much larger; raise batch_size or use smile/ba/doe")
-    if math.isfinite(result.std) and result.std > max(VARIANCE_LIMIT, RELATIVE_VARIANCE_LIMIT * abs(result.mi)):
-        found.append(f"the per-batch estimate varies by {result.std:.3f} nats (std): variance blow-up, typical of "
-                     f"nwj/mine at high MI; average more batches or use a lower-variance estimator")
-    if result.heldout_mi is not None and math.isfinite(result.heldout_mi) and math.isfinite(result.train_mi):
-        gap = result.train_mi - result.heldout_mi
-        noise = math.hypot(result.train_stderr, result.heldout_stderr or 0.0)
-        if abs(gap) > max(GAP_LIMIT, GAP_SIGMAS * noise):
-            found.append(f"training estimate {result.train_mi:.3f} differs from held-out {result.heldout_mi:.3f} by "
-                         f"{gap:+.3f} nats (> {GAP_SIGMAS:g} standard errors): the estimator has "
-                         f"{'over' if gap > 0 else 'under'}fitted; use more samples or fewer steps")
-    return found
-
-
-def check_bounds(result: MIResult, n_rows: int) -> str | None:
-    """Why ``result`` must not be reported as a number (None when it may): the hard guards."""
-    mi, name = result.mi, result.estimator
-    if not math.isfinite(mi):
-        return (f"the estimate is not finite ({mi}): the {'critic' if name in ESTIMATORS else 'estimator'} diverged. "
-                f"Try preprocess='copula' (the default), a lower lr, or a bounded estimator (smile, infonce)")
-    if name == "infonce":
-        cap = math.log(result.batch_size)
-        if not -cap - 1e-6 <= mi <= cap + 1e-6:
-            return (f"InfoNCE gave {mi:.4g} nats, outside its range [-log N, log N] = [{-cap:.3f}, {cap:.3f}]: the "
-                    f"critic failed on held-out rows. Try preprocess='copula', fewer steps or a smaller critic "
-                    f"(hidden), or more samples")
-    stderr = result.stderr if math.isfinite(result.stderr) else 0.0
-    noise = NEGATIVE_SIGMAS * stderr
-    floor = -max(NEGATIVE_LIMIT, min(noise, NEGATIVE_NOISE_CAP))
-    if mi < floor:
-        kind = {"lower": "a lower bound", "upper": "an upper bound"}.get(result.direction, "an estimate")
-        train = f" (training rows: {result.train_mi:.3f})" if result.heldout_mi is not None else ""
-        noisy = (f" with a standard error of {stderr:.3g} (its evaluation batches disagree wildly)"
-                 if noise > NEGATIVE_NOISE_CAP else "")
-        return (f"{kind} of MI came out at {mi:.3f} nats{train}{noisy}, far below 0 where no MI can be: the fit failed "
-                f"(the critic/conditional memorised its training rows or diverged). Try preprocess='copula', more "
-                f"samples, a smaller model (hidden=64), a lower lr, or the ksg / gaussian baselines")
-    ceiling = CEILING_FACTOR * math.log(max(n_rows, 2))
-    if mi > ceiling:
-        return (f"the estimate {mi:.4g} nats is above {CEILING_FACTOR:g} log n = {ceiling:.2f} nats, more than "
-                f"{n_rows} samples can resolve: the fit diverged or memorised. Try preprocess='copula', a lower lr, "
-                f"smile/infonce, or more samples")
-    return None
-
-
-def _finish(result: MIResult, n_rows: int, on_failure: str, warn: bool, stacklevel: int = 3) -> MIResult:
-    """Diagnose, apply the guards, warn or raise."""
-    result.warnings = diagnose(result)
-    failure = check_bounds(result, n_rows)
-    if failure is not None:
-        if on_failure == "raise":
-            raise EstimationFailed(f"{result.estimator}: {failure}")
-        result.failed, result.failure = True, failure
-        result.mi = result.stderr = float("nan")
-        result.warnings.insert(0, f"no estimate: {failure}")
-    if warn:
-        _warn(result, stacklevel + 1)
-    return result
-
-
-def _warn(result: MIResult, stacklevel: int) -> None:
-    """Issue ``result``'s warnings as ``MIEstimateWarning``, attributed ``stacklevel`` frames above the caller."""
-    for message in result.warnings:
-        warnings.warn(f"{result.estimator}: {message}", MIEstimateWarning, stacklevel=stacklevel + 1)
 
 
 # ------------------------------------------------------------------------------------------------------ settings
@@ -557,15 +405,15 @@ def _report(est, name: str, x, y, split: _Split, trained: _Trained, settings: Fi
     batch_size, eval_batches = settings.batch_size, settings.eval_batches
     x_train, y_train = x[split.train], y[split.train]
     train_values = evaluate(est, x_train, y_train, batch_size, eval_batches)
-    train_mi, train_se, train_std = _mean_stderr(train_values)
+    train_mi, train_se, train_std = mean_stderr(train_values)
     heldout_mi = heldout_se = None
     std, n_eval = train_std, len(train_values)
     if len(split.test):
         heldout_values = evaluate(est, x[split.test], y[split.test], batch_size, eval_batches)
-        heldout_mi, heldout_se, std = _mean_stderr(heldout_values)
+        heldout_mi, heldout_se, std = mean_stderr(heldout_values)
         n_eval = len(heldout_values)
         # the train estimate uses as many batches as the held-out one, so their standard errors compare
-        train_mi, train_se, train_std = _mean_stderr(train_values[:len(heldout_values)])
+        train_mi, train_se, train_std = mean_stderr(train_values[:len(heldout_values)])
     return MIResult(
         estimator=name, mi=heldout_mi if heldout_mi is not None else train_mi,
         stderr=heldout_se if heldout_se is not None else train_se, std=std, direction=est.direction,
@@ -624,9 +472,9 @@ def _check_choices(name, on_failure: str, preprocess) -> None:
 def _guard(results: list[MIResult], name: str, n_rows: int, on_failure: str) -> MIResult:
     """Diagnose and guard each seed's result; with several seeds, the one result that combines them."""
     if len(results) == 1:
-        return _finish(results[0], n_rows, on_failure, warn=False)
+        return finish(results[0], n_rows, on_failure, warn=False)
     # a failed seed is left out of the mean, not raised: only a combination that failed as a whole raises
-    results = [_finish(r, n_rows, "warn", warn=False) for r in results]
+    results = [finish(r, n_rows, "warn", warn=False) for r in results]
     combined = _combine_seeds(results, name)
     if combined.failed and on_failure == "raise":
         raise EstimationFailed(f"{name}: {combined.failure}")
@@ -707,7 +555,7 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
                    for e, sp, t, s in zip(ests, splits, trained, seed_list)]
     result = _guard(results, name, n, on_failure)
     if warn:
-        _warn(result, stacklevel=2)
+        warn_about(result, stacklevel=2)
     return result
 
 
@@ -728,12 +576,12 @@ def _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn,
                       train_mi=value, train_stderr=stderr, heldout_mi=None, heldout_stderr=None,
                       n_eval_batches=len(halves), history=np.zeros(0), preprocess=preprocess, seed=seed)
     if name == "ksg" and notes:
-        result = _finish(result, n, on_failure, warn=False)
+        result = finish(result, n, on_failure, warn=False)
         result.warnings.extend(notes)
         if warn:
-            _warn(result, stacklevel=3)
+            warn_about(result, stacklevel=3)
         return result
-    return _finish(result, n, on_failure, warn, stacklevel=3)
+    return finish(result, n, on_failure, warn, stacklevel=3)
 
 
 def _check_device(device, *tensors):
