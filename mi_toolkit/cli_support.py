@@ -21,7 +21,7 @@ from .errors import ArgumentError, UserError
 from .settings import Range, split_items
 
 __all__ = ["HelpFormatter", "add_version", "float_arg", "float_list", "int_arg", "int_list", "name_list",
-           "FolderLock", "ReplaceOnSuccess", "check_input_file", "check_not_in_use", "check_input_dir", "check_output_dir", "check_output_file",
+           "FolderLock", "ReplaceOnSuccess", "check_input_file", "check_not_in_use", "launched_rank", "check_input_dir", "check_output_dir", "check_output_file",
            "created_dir_guard",
            "progress_default", "resolve_threads", "run_cli"]
 
@@ -231,8 +231,20 @@ def _host() -> str:
     return socket.gethostname()
 
 
+def launched_rank() -> int:
+    """This process's rank under torchrun (its RANK variable), 0 otherwise: rank 0 alone locks and replaces a run
+    folder for the whole group."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def check_not_in_use(folder, flag: str = "--out") -> None:
-    """Refuses a folder another live process is writing (its lock file); a stale lock is ignored."""
+    """Refuses a folder another live process is writing (its lock file); a stale lock is ignored.  The other
+    ranks of a torchrun group skip it: rank 0's lock is theirs."""
+    if launched_rank() != 0:
+        return
     p = Path(folder) / LOCK
     holder = _lock_holder(p) if p.exists() else None
     if holder is not None:

@@ -509,9 +509,7 @@ def _dispatch(args) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
-    import os
-
-    from mi_toolkit.cli_support import FolderLock, ReplaceOnSuccess, created_dir_guard, resolve_threads
+    from mi_toolkit.cli_support import FolderLock, ReplaceOnSuccess, created_dir_guard, launched_rank, resolve_threads
 
     from .cli_checks import validate
     if args.command == "train":         # the one TrainConfig of this command line, built once
@@ -524,9 +522,10 @@ def _dispatch(args) -> int:
     written = getattr(args, "resume", None) if args.command == "train" and args.resume else out
     # one live writer per folder (rank 0 under torchrun takes the lock for all); a command that fails leaves no
     # empty folder it created behind; the results --overwrite replaces are deleted only once the new ones exist
-    lock = FolderLock(written if os.environ.get("RANK", "0") == "0" else None,
-                      "--resume" if written is not out else "--out")
-    with created_dir_guard(out), lock, ReplaceOnSuccess(out, args.replaces, prog=f"superinfo {args.command}"):
+    rank0 = launched_rank() == 0
+    lock = FolderLock(written if rank0 else None, "--resume" if written is not out else "--out")
+    replaced = ReplaceOnSuccess(out if rank0 else None, args.replaces, prog=f"superinfo {args.command}")
+    with created_dir_guard(out), lock, replaced:
         return args.func(args)
 
 

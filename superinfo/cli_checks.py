@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mi_toolkit.cli_support import (check_input_dir, check_not_in_use, check_output_dir, check_output_file,
-                                    progress_default)
+                                    launched_rank, progress_default)
 from mi_toolkit.errors import ArgumentError
 
 __all__ = ["RUN_FILES", "validate", "interrupted"]
@@ -94,6 +94,9 @@ def _check_out_dir(args, *, resumable=None, known=()):
     """--out: not being written by another process, new, empty, or (--overwrite) to be replaced; ``known``: the
     names this command writes there, the only ones --overwrite replaces (``args.replaces``; nothing is touched
     here)."""
+    args.replaces = ()
+    if launched_rank() != 0:    # under torchrun rank 0 checks (and replaces) the folder for the group: the others
+        return                  # would race its lock and its first writes
     check_not_in_use(args.out)
     check_output_dir(args.out, "--out", overwrite=getattr(args, "overwrite", False), resumable=resumable,
                      known=known)
@@ -127,6 +130,8 @@ def _validate_train(args):
     _check_root_is_used(cfg)
     out = Path(args.out)
     check_not_in_use(out)
+    if launched_rank() != 0:
+        return
     if (out / CHECKPOINT).exists() and not args.overwrite:
         raise ArgumentError(f"--out {args.out} already holds a run; continue it with superinfo train --resume "
                             f"{args.out}, pick another --out, or pass --overwrite to start it again")

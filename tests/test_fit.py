@@ -103,6 +103,7 @@ def test_diagnose_flags_divergence():
     assert any("diverged" in w for w in found)
 
 
+@pytest.mark.slow
 def test_overfitting_on_few_samples_is_caught_on_real_data():
     task = CorrelatedGaussian(2, 1.0)
     x, y = task.sample(200, torch.Generator().manual_seed(0))

@@ -36,8 +36,8 @@ def test_protocol_chooses_l2_on_validation_and_reads_test_once(digits, monkeypat
     xtr, ytr, xte, yte = digits
     import superinfo.trainer.logreg as logreg
     seen = []
-    real = logreg._accuracy
-    monkeypatch.setattr(logreg, "_accuracy", lambda w, b, x, y: seen.append(len(y)) or real(w, b, x, y))
+    real = logreg.correct_rows
+    monkeypatch.setattr(logreg, "correct_rows", lambda w, b, x, y: seen.append(len(y)) or real(w, b, x, y))
     r = logreg_top1(xtr, ytr, xte, yte, l2_grid=(1e-4, 1e-2, 1.0))
     fit_rows, val_rows = validation_split(ytr)
     assert set(fit_rows.tolist()).isdisjoint(val_rows.tolist()) and len(fit_rows) + len(val_rows) == len(ytr)

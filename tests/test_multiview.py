@@ -98,6 +98,7 @@ def test_closed_form_helpers_reject_bad_arguments():
 
 
 # ------------------------------------------------------------------------------- the world against large samples
+@pytest.mark.slow
 def test_world_closed_forms_match_large_sample_plug_in_estimates():
     world = MultiViewWorld(seed=3)
     rng = np.random.default_rng(3)

@@ -46,6 +46,7 @@ def _params(n, seed):
 FAST = dict(steps=300, batch_size=128, eval_batches=20)
 
 
+@pytest.mark.slow
 def test_the_lower_bound_is_about_zero_without_the_view_and_positive_with_a_copy():
     n = 3000
     a1, a2 = _params(n, 0), _params(n, 1)            # view 1's and view 2's parameters: independent draws

@@ -27,6 +27,7 @@ def test_gaussian_mi_matches_a_large_sample_plug_in(transform):
     assert abs(log_ratio.mean() - task.mi) < 4 * se
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("transform", TRANSFORM_NAMES)
 def test_task_densities_integrate_to_the_truth(transform):
     task = CorrelatedGaussian(2, 1.2, transform=transform)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from mi_toolkit.errors import ArgumentError
 
-__all__ = ["L2_GRID", "VAL_FRACTION", "bootstrap_ci", "fit_logistic", "logreg_top1", "validation_split"]
+__all__ = ["L2_GRID", "VAL_FRACTION", "bootstrap_ci", "correct_rows", "fit_logistic", "logreg_top1", "validation_split"]
 
 # 10^-6 .. 10^0 in half decades: wide enough that the choice lands inside it for features from raw pixels to a
 # well-trained encoder's (the chosen value is reported, and a choice at either end is a warning)
@@ -54,7 +54,8 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, 
     return w.detach(), b.detach()
 
 
-def _accuracy(w, b, x, y) -> torch.Tensor:
+def correct_rows(w, b, x, y) -> torch.Tensor:
+    """Per row of ``x``: whether the linear classifier (w, b) predicts label ``y`` (a bool tensor)."""
     return (x.double() @ w.T + b).argmax(1) == y
 
 
@@ -75,13 +76,13 @@ def logreg_top1(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tens
     curve = {}
     for l2 in l2_grid:
         w, b = fit_logistic(xtr[fit_rows], train_y[fit_rows], c, l2)
-        curve[l2] = float(_accuracy(w, b, xtr[val_rows], train_y[val_rows]).double().mean())
+        curve[l2] = float(correct_rows(w, b, xtr[val_rows], train_y[val_rows]).double().mean())
     best = max(curve.values())
     chosen = max(l2 for l2, acc in curve.items() if acc == best)
     w, b = fit_logistic(xtr, train_y, c, chosen)
-    correct = _accuracy(w, b, xte, test_y)
+    correct = correct_rows(w, b, xte, test_y)
     result = {"top1": float(correct.double().mean()), "top1_ci95": bootstrap_ci(correct, seed=seed),
-              "train_top1": float(_accuracy(w, b, xtr, train_y).double().mean()), "val_top1": best, "l2": chosen,
+              "train_top1": float(correct_rows(w, b, xtr, train_y).double().mean()), "val_top1": best, "l2": chosen,
               "val_curve": {f"{k:.3g}": v for k, v in curve.items()}, "n_val": int(len(val_rows))}
     if chosen in (min(l2_grid), max(l2_grid)) and len(l2_grid) > 1:
         result["warning"] = f"the chosen l2 ({chosen:g}) is at the end of the grid: widen l2_grid"
