@@ -111,7 +111,7 @@ def sync_check(args, steps: int = 20) -> dict:
                           final_eval="none", progress=False, out=tmp, lambda_a=0.1)
         pretrain, _ = data.load_datasets(cfg)
         t = build_training(cfg, pretrain, num_classes=10)
-        interval = MetricInterval(t)
+        interval = MetricInterval()
         batches = iter(t.loader)
         for _ in range(3):
             interval.add(train_step(t, next(batches)), args.batch_size, 0.0)

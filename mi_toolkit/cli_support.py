@@ -127,41 +127,24 @@ def _nearest_existing(p: Path) -> Path:
 
 
 def _check_creatable(p: Path, flag: str, path) -> None:
-    """``p`` (which does not exist) can be created: tried for real (permission bits do not tell a read-only or
-    virtual file system like /proc), and what the try created is removed again."""
+    """``p`` (which does not exist) can be created: its nearest existing ancestor is a folder a file can really be
+    written in (permission bits do not tell a read-only mount or a virtual file system like /proc).  The probe is a
+    temporary file there, removed at once; no folder is created, so commands started together do not race."""
     base = _nearest_existing(p)
     if not base.is_dir():
         raise ArgumentError(f"{flag} {path}: cannot be created, {base} is a file")
     if not os.access(base, os.W_OK | os.X_OK):
         raise ArgumentError(f"{flag} {path}: cannot be created, {base} is not writable")
-    missing = []
-    for folder in [p.absolute(), *p.absolute().parents]:
-        if folder.exists():
-            break
-        missing.append(folder)
-    created = []
-    try:
-        for folder in reversed(missing):
-            folder.mkdir()
-            created.append(folder)
-        _probe_write(p.absolute(), flag, path)
-    except OSError as err:
-        raise ArgumentError(f"{flag} {path}: cannot be created ({err.strerror or err})") from None
-    finally:
-        for folder in reversed(created):
-            try:
-                folder.rmdir()
-            except OSError:
-                pass
+    _probe_write(base, flag, path, what="cannot be created: ")
 
 
-def _probe_write(folder: Path, flag: str, path) -> None:
+def _probe_write(folder: Path, flag: str, path, what: str = "") -> None:
     """A file can be written in ``folder``: one is created and removed."""
     import tempfile
     try:
         fd, name = tempfile.mkstemp(dir=folder, prefix=".write-check-")
     except OSError as err:
-        raise ArgumentError(f"{flag} {path}: cannot write in {folder} ({err.strerror or err})") from None
+        raise ArgumentError(f"{flag} {path}: {what}cannot write in {folder} ({err.strerror or err})") from None
     os.close(fd)
     os.unlink(name)
 
@@ -207,16 +190,18 @@ def check_output_dir(path, flag: str = "--out", *, overwrite: bool = False, resu
 LOCK = ".lock"      # a live writer's pid and host, in the folder it writes
 
 
-def _lock_holder(path: Path) -> str | None:
-    """Who holds the lock file ``path``: "process PID on HOST" while that process lives, None when the file is
-    missing or stale (its process died without removing it)."""
+def _lock_holder(text: str) -> str | None:
+    """Who a lock file's text names: "process PID on HOST" while that process lives, None when it names nobody or a
+    process that died without removing it."""
     try:
-        pid_text, host = path.read_text().split("\n")[:2]
+        pid_text, host = text.split("\n")[:2]
         pid = int(pid_text)
-    except (OSError, ValueError):
+    except ValueError:
         return None
     if host != _host():
         return f"process {pid} on {host}"       # cannot see another machine's processes: assume it lives
+    if pid == os.getpid():
+        return None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -231,74 +216,127 @@ def _host() -> str:
     return socket.gethostname()
 
 
-def launched_rank() -> int:
-    """This process's rank under torchrun (its RANK variable), 0 otherwise: rank 0 alone locks and replaces a run
-    folder for the whole group."""
+def _flocked(fd: int, kind) -> bool:
+    """Whether this process now holds ``kind`` (fcntl.LOCK_EX / LOCK_SH) on ``fd`` (no wait)."""
+    import fcntl
     try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _read_fd(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 4096).decode(errors="replace")
+
+
+def _busy(flag: str, folder, holder: str | None) -> ArgumentError:
+    return ArgumentError(f"{flag} {folder}: another run is writing there ({holder or 'another process'}); wait for "
+                         f"it, or pick another {flag}")
+
+
+def launched_rank() -> int:
+    """This process's rank in a torchrun group of more than one process (RANK, WORLD_SIZE), else 0: rank 0 alone
+    locks and replaces a run folder for the whole group.  A RANK without a WORLD_SIZE above 1 (some cluster
+    launchers export one for every job) is no group."""
+    try:
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+            return 0
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
 
 
 def check_not_in_use(folder, flag: str = "--out") -> None:
-    """Refuses a folder another live process is writing (its lock file); a stale lock is ignored.  The other
-    ranks of a torchrun group skip it: rank 0's lock is theirs."""
+    """Refuses a folder another live process is writing (it holds the lock file's flock, or the file names a
+    process that lives); a stale lock is ignored.  The other ranks of a torchrun group skip it: rank 0's lock is
+    theirs."""
+    import fcntl
     if launched_rank() != 0:
         return
     p = Path(folder) / LOCK
-    holder = _lock_holder(p) if p.exists() else None
-    if holder is not None:
-        raise ArgumentError(f"{flag} {folder}: another run is writing there ({holder}); wait for it, or pick "
-                            f"another {flag}")
+    try:
+        fd = os.open(p, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        if not _flocked(fd, fcntl.LOCK_SH):
+            raise _busy(flag, folder, _lock_holder(_read_fd(fd)))
+        holder = _lock_holder(_read_fd(fd))
+        if holder is not None:
+            raise _busy(flag, folder, holder)
+    finally:
+        os.close(fd)        # releases the shared flock
+
+
+def _inode(path: Path):
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 class FolderLock:
-    """One live writer per folder: creates ``folder/.lock`` (O_EXCL) with this pid and host and removes it on exit.
-    A lock left by a dead process is taken over; one held by a live process is an ``ArgumentError``.  Two commands
-    started together both pass their checks, but only one of them gets the lock."""
+    """One live writer per folder: ``folder/.lock`` holds this process's exclusive flock (released by the kernel
+    when the process dies, however it dies) and names its pid and host; removed on exit.  A lock whose holder is
+    gone is taken over; one held by a live process is an ``ArgumentError``.  Two commands started together both
+    pass their checks, but only one of them gets the flock."""
 
     def __init__(self, folder, flag: str = "--out"):
-        self.folder, self.flag, self.path = (None, flag, None) if folder is None else \
-            (Path(folder), flag, Path(folder) / LOCK)
+        self.folder, self.flag = (None if folder is None else Path(folder)), flag
+        self.fd = None
 
     def __enter__(self) -> "FolderLock":
-        if self.path is None:
+        import fcntl
+        if self.folder is None:
             return self
         self.folder.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = _lock_holder(self.path)
-                if holder is not None:
-                    self.path = None        # not ours: never removed by us
-                    raise ArgumentError(f"{self.flag} {self.folder}: another run is writing there ({holder}); "
-                                        f"wait for it, or pick another {self.flag}") from None
-                self.path.unlink(missing_ok=True)       # stale: its process is gone
+        path = self.folder / LOCK
+        for _ in range(5):
+            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o644)
+            if not _flocked(fd, fcntl.LOCK_EX):
+                holder = _lock_holder(_read_fd(fd))
+                os.close(fd)
+                raise _busy(self.flag, self.folder, holder)
+            if os.fstat(fd).st_ino != _inode(path):     # its last holder removed it meanwhile: open the new one
+                os.close(fd)
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{os.getpid()}\n{_host()}\n")
+            holder = _lock_holder(_read_fd(fd))
+            if holder is not None:          # a live process that holds no flock (another kind of file system)
+                os.close(fd)
+                raise _busy(self.flag, self.folder, holder)
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f"{os.getpid()}\n{_host()}\n".encode())
+            self.fd = fd
             return self
-        raise ArgumentError(f"{self.flag} {self.folder}: could not take the lock {self.path}")
+        raise ArgumentError(f"{self.flag} {self.folder}: could not take the lock {path}")
 
     def __exit__(self, *exc) -> bool:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+        if self.fd is not None:
+            (self.folder / LOCK).unlink(missing_ok=True)     # unlink first: a waiting opener sees a new inode
+            os.close(self.fd)
+            self.fd = None
         return False
 
 
 class ReplaceOnSuccess:
     """``--overwrite`` that never loses work: the earlier results in ``out`` (the entries matching the glob
-    patterns ``known``; nothing else there is touched) are moved into ``out/.replaced/`` when the block starts,
-    deleted once it succeeds, and moved back when it fails or is interrupted (after removing what the failed
-    command wrote under those names).  Says on stderr what it moved, replaced or restored."""
+    patterns ``known``; nothing else there is touched) are moved into ``out/.replaced/`` when the block starts and
+    deleted once it succeeds.  When it fails or is interrupted, what happens depends on what the new command left:
+    nothing it can continue from (``resumable(out)`` false: the default) -- its files under those names are removed
+    and the earlier results moved back; work it can continue from (a checkpoint) -- that is kept, and so are the
+    earlier results, in ``out/.replaced/``, for the user to delete once the new run is done.  Says on stderr what
+    it moved, replaced, restored or kept."""
 
     ASIDE = ".replaced"
 
-    def __init__(self, out, known=(), *, prog: str = ""):
+    def __init__(self, out, known=(), *, prog: str = "", resumable=None):
         self.out = None if out is None else Path(out)
-        self.known, self.prog = tuple(known), prog
+        self.known, self.prog, self.resumable = tuple(known), prog, resumable
         self.moved: list[str] = []
+        self.outcome = None         # after the block: "replaced", "kept" (both runs kept) or "restored"
 
     def _matches(self) -> list[Path]:
         if self.out is None or not self.known or not self.out.is_dir():
@@ -313,32 +351,48 @@ class ReplaceOnSuccess:
         earlier = self._matches()
         if earlier:
             aside = self.out / self.ASIDE
-            if aside.exists():      # left by a process that died mid-way: those are the oldest results; keep them
-                raise ArgumentError(f"--overwrite: {aside} exists (results an earlier --overwrite moved aside and "
-                                    "could not restore); move its contents back or delete it, then run again")
+            if aside.exists():      # left by an earlier --overwrite: the oldest results; never overwritten
+                raise ArgumentError(f"--overwrite: {aside} holds results an earlier --overwrite kept aside; move "
+                                    "what you need out of it (or delete it), then run again")
             aside.mkdir()
-            for entry in earlier:
-                os.replace(entry, aside / entry.name)
-                self.moved.append(entry.name)
+            try:
+                for entry in earlier:
+                    os.replace(entry, aside / entry.name)
+                    self.moved.append(entry.name)
+            except OSError as err:      # put back what moved: the folder is as it was
+                self._restore(aside)
+                raise ArgumentError(f"--overwrite: could not move {entry} aside ({err.strerror or err}); nothing "
+                                    "was changed") from None
             self._say(f"--overwrite: moved the earlier results aside ({_listing(self.moved)}); they are deleted "
                       f"once this command succeeds and restored if it fails")
         return self
+
+    def _restore(self, aside: Path) -> None:
+        for name in self.moved:
+            os.replace(aside / name, self.out / name)
+        aside.rmdir()
+        self.moved = []
 
     def __exit__(self, kind, err, tb) -> bool:
         if not self.moved:
             return False
         aside = self.out / self.ASIDE
+        moved = _listing(self.moved)
         if kind is None:
             shutil.rmtree(aside)
-            self._say(f"--overwrite: replaced the earlier results in {self.out} ({_listing(self.moved)})")
-            return False
-        for entry in self._matches():       # what the failed command wrote under the results' names
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        for name in self.moved:
-            os.replace(aside / name, self.out / name)
-        aside.rmdir()
-        self._say(f"--overwrite: the command did not finish, so the earlier results in {self.out} were restored "
-                  f"({_listing(self.moved)})")
+            self.outcome = "replaced"
+            self._say(f"--overwrite: replaced the earlier results in {self.out} ({moved})")
+        elif self.resumable is not None and self.resumable(self.out):
+            self.outcome = "kept"
+            self._say(f"--overwrite: the new run stopped, but it can continue from what it wrote, so it was kept; "
+                      f"the earlier results ({moved}) are kept in {aside} until you delete them")
+        else:
+            for entry in self._matches():       # what the failed command wrote under the results' names
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            self._restore(aside)
+            self.outcome = "restored"
+            self._say(f"--overwrite: the command did not finish, so the earlier results in {self.out} were "
+                      f"restored ({moved})")
         return False
 
 

@@ -118,7 +118,7 @@ class Setting:
     resume: bool = False
     grid: Optional[str] = None
     cli: bool = True
-    path: bool = False              # a file or folder name (the command checks it on disk)
+    path: bool = False              # a file or folder name: no range; the command checks it on disk, not this module
     open_choices: bool = False      # the choices bind the command line only (the API takes other names too)
     cli_range: Optional[Range] = None   # a stricter range for the command line (the API takes the wider one)
 
@@ -144,7 +144,7 @@ def _base_type(f: dataclasses.Field, s: Setting) -> type:
     if s.range is not None:
         return s.range.kind
     annotation = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    first = annotation.replace("Optional[", "").split("|")[0].strip()
+    first = annotation.replace("Optional[", "").replace("]", "").split("|")[0].strip()
     return {"int": int, "float": float, "bool": bool}.get(first, str)
 
 

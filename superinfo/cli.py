@@ -509,9 +509,12 @@ def _dispatch(args) -> int:
     if args.command is None:
         build_parser().print_help()
         return 0
-    from mi_toolkit.cli_support import FolderLock, ReplaceOnSuccess, created_dir_guard, launched_rank, resolve_threads
+    from mi_toolkit.cli_support import (FolderLock, ReplaceOnSuccess, created_dir_guard, launched_rank,
+                                        progress_default, resolve_threads)
 
-    from .cli_checks import validate
+    from .cli_checks import RESUMABLE, validate
+    if hasattr(args, "progress") and args.command in ("demo", "train") and args.progress is None:
+        args.progress = progress_default(None)      # before the config is built: it records the setting
     if args.command == "train":         # the one TrainConfig of this command line, built once
         args.train_config = train_config_from_args(args) if not args.resume and args.out is not None else None
     validate(args)  # every file, folder and cross-setting check, before any compute; deletes nothing
@@ -524,7 +527,9 @@ def _dispatch(args) -> int:
     # empty folder it created behind; the results --overwrite replaces are deleted only once the new ones exist
     rank0 = launched_rank() == 0
     lock = FolderLock(written if rank0 else None, "--resume" if written is not out else "--out")
-    replaced = ReplaceOnSuccess(out if rank0 else None, args.replaces, prog=f"superinfo {args.command}")
+    replaced = ReplaceOnSuccess(out if rank0 else None, args.replaces, prog=f"superinfo {args.command}",
+                                resumable=RESUMABLE.get(args.command))
+    args.replaced = replaced        # what Ctrl-C's message reads (interrupted)
     with created_dir_guard(out), lock, replaced:
         return args.func(args)
 

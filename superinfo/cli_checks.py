@@ -16,14 +16,19 @@ from mi_toolkit.cli_support import (check_input_dir, check_not_in_use, check_out
                                     launched_rank, progress_default)
 from mi_toolkit.errors import ArgumentError
 
-__all__ = ["RUN_FILES", "validate", "interrupted"]
+__all__ = ["RESUMABLE", "RUN_FILES", "validate", "interrupted"]
 
 # what each command writes into its --out: what --overwrite may replace (anything else there is left alone)
 RUN_FILES = ("checkpoint.pt", "config.json", "log.csv", "eval.json", "transfer.json", "timing.json", "probe.json",
-             "tb")
+             "knn.png", "tb")
 WORLD_FILES = ("world.json", "sweep.json", "world_sweep.png")
 DEMO_FILES = ("untrained-seed*", "simclr-seed*", "superinfo-seed*", "eval.json", "demo.png")
 SWEEP_FILES = ("runs", "sweep.csv", "sweep.json", "sweep.png", "sweep_bracket.png")
+# what a command that stopped midway can continue from: then an --overwrite keeps the new run (and the old results
+# aside) instead of restoring the old ones over it
+RESUMABLE = {"train": lambda out: (out / "checkpoint.pt").exists(),
+             "sweep": lambda out: any(out.glob("runs/*/checkpoint.pt")),
+             "demo": lambda out: any(out.glob("*/checkpoint.pt"))}
 
 
 # --------------------------------------------------------------------------------------------------- validate
@@ -143,12 +148,11 @@ def _validate_train(args):
 
 
 def validate(args) -> None:
-    """Everything a command needs that argparse cannot check alone; raises ArgumentError, creates and deletes
-    nothing (``args.replaces``: what --overwrite will replace once the command succeeds)."""
+    """Everything a command needs that argparse cannot check alone; raises ArgumentError and leaves nothing behind
+    (a write check creates and removes one temporary file; ``args.replaces``: what --overwrite will replace once
+    the command succeeds)."""
     command = args.command
     args.replaces = ()
-    if hasattr(args, "progress") and command in ("demo", "train") and args.progress is None:
-        args.progress = progress_default(None)
     if command in ("world", "sweep-world"):
         _check_lower_bound(args.lower_bound, "--lower-bound")
         _check_out_dir(args, known=WORLD_FILES)
@@ -196,6 +200,8 @@ def validate(args) -> None:
 def interrupted(args) -> str | None:
     """After Ctrl-C: what is kept and how to continue."""
     command = args.command
+    if getattr(getattr(args, "replaced", None), "outcome", None) == "restored":
+        return "this run left nothing to continue from, so the earlier results were restored (see above)"
     if command == "train":
         from .trainer.run import CHECKPOINT, checkpoint_epoch
         run = args.resume or args.out

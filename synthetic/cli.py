@@ -255,7 +255,9 @@ def _cmd_bench(args) -> int:
                          resumable="continue it with the same flags and --resume")
         done = {}
     # --overwrite: the earlier results are moved aside now and deleted only once this run has written its own
-    with ReplaceOnSuccess(out, BENCH_FILES if args.overwrite and not args.resume else (), prog="mi-toolkit bench"):
+    args.replaced = ReplaceOnSuccess(out, BENCH_FILES if args.overwrite and not args.resume else (),
+                                     prog="mi-toolkit bench", resumable=lambda o: any((o / RECORDS).glob("*.json")))
+    with args.replaced:     # finished estimators of the new run are work --resume continues from
         (out / RECORDS).mkdir(parents=True, exist_ok=True)
         write_json_atomically(out / "config.json", settings)
 
@@ -273,8 +275,8 @@ def _cmd_bench(args) -> int:
 
 
 def _interrupted(args) -> str | None:
-    if args.command == "bench" and args.overwrite and not args.resume:
-        return "this run's results were discarded (see above)"
+    if getattr(getattr(args, "replaced", None), "outcome", None) == "restored":
+        return "no estimator of this run had finished, so the earlier results were restored (see above)"
     if args.command == "bench":
         done = sorted(p.stem for p in (Path(args.out) / RECORDS).glob("*.json"))
         if not done:

@@ -434,3 +434,17 @@ def test_train_subset_is_stratified_fixed_and_flows_from_its_one_field(tmp_path)
         build_parser().parse_args(["train", "--train-subset", "0"])
     with pytest.raises(ValueError, match="more than the"):
         load_datasets(dataclasses.replace(cfg, train_subset=10**6))
+
+
+def test_train_subset_on_a_data_set_whose_labels_are_not_called_targets(tmp_path):
+    """torchvision's STL10 names them ``labels`` (the review found --train-subset crashed there)."""
+    import dataclasses
+
+    from fixtures_data import write_stl10
+    from superinfo.data import load_datasets
+    from superinfo.trainer import TrainConfig
+    write_stl10(tmp_path)
+    cfg = TrainConfig(dataset="stl10", data_root=str(tmp_path), verify=False)
+    full, _ = load_datasets(cfg)
+    pre, _ = load_datasets(dataclasses.replace(cfg, train_subset=len(full) // 2))
+    assert len(pre) == len(full) // 2

@@ -60,7 +60,7 @@ def test_a_device_pipeline_step_reads_nothing_back(tmp_path, lambda_a):
                       lambda_ramp_epochs=0)
     t = build_training(cfg, synthetic_views(n=96), num_classes=10)
     assert t.pipeline == "device" and isinstance(t.loader, DeviceBatches)
-    interval = MetricInterval(t)
+    interval = MetricInterval()
     with CountHostReads() as steps:
         for batch, _ in zip(t.loader, range(10)):
             assert isinstance(batch, DeviceBatch) and batch.labelled == 8

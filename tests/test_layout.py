@@ -107,7 +107,7 @@ def test_a_training_step_reads_nothing_back_and_a_log_row_reads_once(tmp_path, l
                       sigma=1.0, lambda_a=lambda_a, probe=probe,
                       lambda_warmup_epochs=0, lambda_ramp_epochs=0)      # lambda constant: loss = c + lambda * U
     t = build_training(cfg, Pairs(), num_classes=3)
-    interval = MetricInterval(t)
+    interval = MetricInterval()
     with CountHostReads() as steps:
         for batch, _ in zip(t.loader, range(10)):       # log_every's default: 10 steps between rows
             interval.add(train_step(t, batch), BATCH, 1e-3)

@@ -77,7 +77,7 @@ def test_a_leftover_aside_folder_is_never_overwritten(tmp_path):
     out = tmp_path / "out"
     (out / ReplaceOnSuccess.ASIDE).mkdir(parents=True)
     (out / "result.json").write_text("new")
-    with pytest.raises(ArgumentError, match="could not restore"):
+    with pytest.raises(ArgumentError, match="an earlier --overwrite kept aside"):
         with ReplaceOnSuccess(out, ("result.json",)):
             pass
     assert (out / "result.json").read_text() == "new"
@@ -181,7 +181,7 @@ def test_output_paths_are_tried_for_real(tmp_path, capsys):
     from synthetic.cli import main as mi_toolkit_main
 
     assert main(TINY + ["--out", "/proc/superinfo-run"]) == 2
-    assert "--out /proc/superinfo-run: cannot be created" in capsys.readouterr().err
+    assert "--out /proc/superinfo-run: cannot be created: cannot write in /proc" in capsys.readouterr().err
     with pytest.raises(ArgumentError, match="--json /proc/r.json: cannot write in /proc"):
         check_output_file("/proc/r.json", "--json")
     np_x = tmp_path / "x.npy"
@@ -201,3 +201,52 @@ def test_ctrl_c_while_the_parser_is_built_is_an_answer(capsys):
         raise KeyboardInterrupt
     assert run_cli("prog", building, [], lambda args: 0) == 130
     assert "interrupted while starting" in capsys.readouterr().err
+
+
+def test_overwrite_that_stops_after_writing_resumable_work_keeps_both(tmp_path):
+    """A new run interrupted after its first checkpoint is work to continue, not to throw away: it stays, and the
+    earlier results wait in .replaced/ for the user."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "checkpoint.pt").write_text("old")
+    replaced = ReplaceOnSuccess(out, ("checkpoint.pt",), resumable=lambda o: (o / "checkpoint.pt").exists())
+    with pytest.raises(KeyboardInterrupt):
+        with replaced:
+            (out / "checkpoint.pt").write_text("new, epoch 40")
+            raise KeyboardInterrupt
+    assert replaced.outcome == "kept"
+    assert (out / "checkpoint.pt").read_text() == "new, epoch 40"
+    assert (out / ReplaceOnSuccess.ASIDE / "checkpoint.pt").read_text() == "old"
+
+
+def test_lock_is_held_by_a_flock_and_a_stray_rank_is_no_group(tmp_path, monkeypatch):
+    import multiprocessing
+
+    from mi_toolkit.cli_support import LOCK, FolderLock, check_not_in_use, launched_rank
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launched_rank() == 0                 # RANK alone (a cluster launcher's) is no torchrun group
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert launched_rank() == 3
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    with FolderLock(tmp_path / "f"):
+        (tmp_path / "f" / LOCK).write_text("")   # even with its text gone, the flock still says who writes
+        with pytest.raises(ArgumentError, match="another run is writing"):
+            check_not_in_use(tmp_path / "f")
+        ctx = multiprocessing.get_context("fork")
+        q = ctx.Queue()
+        child = ctx.Process(target=_try_lock, args=(tmp_path / "f", q))
+        child.start()
+        child.join(20)
+        assert "another run is writing" in q.get(timeout=5)
+    check_not_in_use(tmp_path / "f")            # released
+
+
+def _try_lock(folder, q):
+    from mi_toolkit.cli_support import FolderLock
+    try:
+        with FolderLock(folder):
+            q.put("got it")
+    except Exception as err:   # noqa: BLE001 -- reported to the parent
+        q.put(str(err))

@@ -75,5 +75,6 @@ def _stratified_subset(base, n: int):
         raise ArgumentError(f"train_subset: a {type(base).__name__} has no labels to stratify by")
     if n > len(labels):
         raise ArgumentError(f"train_subset {n} is more than the {len(labels)} images of the pre-training split")
-    return Subset(base, stratified_indices(labels, n))
+    labels = [int(v) for v in labels]
+    return Subset(base, stratified_indices(labels, n), labels=labels)
 

@@ -350,7 +350,8 @@ def _on_device(value, like: torch.Tensor) -> torch.Tensor:
 def read_metrics(t: Training, sums: dict, steps: int) -> dict:
     """The global batch's metrics over ``steps`` steps from this rank's summed ``train_step`` metrics: loss terms
     averaged over steps and ranks, the probe's mean loss over the steps it took, its correct and labelled rows
-    summed.  One host read-back (after one all-reduce); raises ``NonFiniteLossError`` on every rank alike when the
+    summed.  One host read-back on one process (under torch.distributed: this rank's values, then, after one
+    all-reduce, the group's); raises ``NonFiniteLossError`` on every rank alike when the
     loss or the encoder's output of any rank became NaN/inf."""
     keys = list(sums)
     stacked = torch.stack([sums[k].double() for k in keys])
@@ -378,7 +379,7 @@ class MetricInterval:
     """What adds up between two log rows: the step metrics (one float64 vector on the device, in the order of
     the step's keys), steps, images and time."""
 
-    def __init__(self, t: Training):
+    def __init__(self):
         self.keys: list[str] = []
         self.sums: torch.Tensor | None = None
         self.steps, self.images, self.t0 = 0, 0, time.perf_counter()
@@ -470,7 +471,7 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                 t.loader.sampler.set_epoch(t.epoch)
             elif t.pipeline == "device":
                 t.loader.set_epoch(t.epoch)
-            interval = MetricInterval(t)
+            interval = MetricInterval()
             bar = tqdm(total=t.steps_per_epoch, desc=f"epoch {t.epoch + 1}/{cfg.epochs}",
                        disable=not (cfg.progress and ctx.is_main), leave=False, dynamic_ncols=True)
             for i, batch in enumerate(t.loader):
@@ -489,7 +490,7 @@ def train(cfg: TrainConfig, *, pretrain_data=None, eval_data=None, num_classes: 
                     if log is not None:
                         log.write(last_row)
                     bar.set_postfix(loss=f"{last_row['loss']:.3f}", img_s=f"{last_row['images_per_s']:.0f}")
-                    interval = MetricInterval(t)
+                    interval = MetricInterval()
             bar.close()
             t.epoch += 1
             save_checkpoint(t, run_dir / CHECKPOINT)

@@ -197,10 +197,12 @@ def classes_of(dataset) -> list:
 class Subset(Dataset):
     """A fixed subset that keeps .classes and .targets (torch's Subset keeps neither)."""
 
-    def __init__(self, base: Dataset, indices: Sequence[int]):
+    def __init__(self, base: Dataset, indices: Sequence[int], labels: Sequence[int] | None = None):
+        """``labels``: the base's labels when it does not call them ``targets`` (torchvision's STL10: ``labels``)."""
         self.base, self.indices = base, [int(i) for i in indices]
         self.classes = classes_of(base)
-        self.targets = [int(base.targets[i]) for i in self.indices]
+        labels = base.targets if labels is None else labels
+        self.targets = [int(labels[i]) for i in self.indices]
 
     def __len__(self):
         return len(self.indices)
