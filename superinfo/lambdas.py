@@ -36,7 +36,7 @@ from torch import nn
 from mi_toolkit.errors import ArgumentError
 from mi_toolkit.validation import check_int, check_number
 
-__all__ = ["AUTO", "AutoLambda", "LambdaSchedule", "lambda_weights"]
+__all__ = ["AUTO", "RAMP_SHAPES", "AutoLambda", "LambdaSchedule", "lambda_weights"]
 
 AUTO = "auto"
 DEFAULT_SLACK = 0.05        # keep 95% of the contrastive estimate: a cost the linear probe barely registers
@@ -45,23 +45,35 @@ DEFAULT_START_FRACTION = 0.01   # the penalty starts at 1% of the contrastive es
 REFERENCE_DECAY = 0.05      # running means: about the last 20 steps
 
 
-class LambdaSchedule:
-    """lambda(step) = 0 for ``warmup_steps`` steps, then a linear ramp over ``ramp_steps`` to ``target``."""
+RAMP_SHAPES = ("linear", "exponential")
+EXPONENTIAL_START = 1e-3    # an exponential ramp starts at this fraction of the target (MIB's code: 1e-3 -> 1)
 
-    def __init__(self, target: float, warmup_steps: int, ramp_steps: int):
+
+class LambdaSchedule:
+    """lambda(step) = 0 for ``warmup_steps`` steps, then a ramp over ``ramp_steps`` to ``target``: ``linear``, or
+    ``exponential`` (from ``EXPONENTIAL_START * target``, a constant factor per step: the MIB code's beta)."""
+
+    def __init__(self, target: float, warmup_steps: int, ramp_steps: int, shape: str = "linear"):
         self.target = check_number(target, "lambda", nonnegative=False)
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", 0)
         self.ramp_steps = check_int(ramp_steps, "ramp_steps", 0)
+        if shape not in RAMP_SHAPES:
+            raise ArgumentError(f"unknown ramp shape {shape!r}; valid: {', '.join(RAMP_SHAPES)}")
+        self.shape = shape
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps or self.target == 0.0:
             return 0.0
         if self.ramp_steps == 0:
             return self.target
-        return self.target * min(1.0, (step - self.warmup_steps + 1) / self.ramp_steps)
+        progress = min(1.0, (step - self.warmup_steps + 1) / self.ramp_steps)
+        if self.shape == "exponential":
+            return self.target * EXPONENTIAL_START ** (1.0 - progress)
+        return self.target * progress
 
     def __repr__(self) -> str:
-        return f"LambdaSchedule(target={self.target:g}, warmup_steps={self.warmup_steps}, ramp_steps={self.ramp_steps})"
+        return (f"LambdaSchedule(target={self.target:g}, warmup_steps={self.warmup_steps}, ramp_steps={self.ramp_steps}"
+                f", shape={self.shape!r})")
 
 
 class AutoLambda(nn.Module):
@@ -118,7 +130,7 @@ class AutoLambda(nn.Module):
 
 
 def lambda_weights(lambda_a: float, lambda_b: float, auto: bool, warmup_steps: int, ramp_steps: int,
-                   total_steps: int, slack: float = DEFAULT_SLACK, device=None):
+                   total_steps: int, slack: float = DEFAULT_SLACK, device=None, shape: str = "linear"):
     """How lambda moves over a run of ``total_steps``: ``(schedules, controller)``.  ``schedules`` is the pair
     (lambda_a(step), lambda_b(step)), or None when both lambdas are 0 (plain NT-Xent: nothing scheduled);
     ``controller`` is the ``AutoLambda`` behind both when ``auto`` (its ``update`` moves them), else None."""
@@ -128,5 +140,5 @@ def lambda_weights(lambda_a: float, lambda_b: float, auto: bool, warmup_steps: i
         return (controller.value, controller.value), controller
     if lambda_a == 0.0 and lambda_b == 0.0:
         return None, None
-    schedules = tuple(LambdaSchedule(target, warmup_steps, ramp_steps) for target in (lambda_a, lambda_b))
+    schedules = tuple(LambdaSchedule(target, warmup_steps, ramp_steps, shape) for target in (lambda_a, lambda_b))
     return schedules, None

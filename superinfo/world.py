@@ -28,7 +28,7 @@ from synthetic.gaussian import gaussian_conditional_mi
 from synthetic.multiview import EntangledMultiViewWorld, LinearGaussianEncoder, MultiViewWorld, NonlinearMultiViewWorld
 
 from .lambdas import AUTO, DEFAULT_SLACK, lambda_weights
-from .objective import CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss, contrastive_terms
+from .objective import CLUB_LOWER_BOUNDS, CONDITIONAL_BOUNDS, TEMPERATURES, GaussianPosteriorHead, SuperInfoLoss, contrastive_terms
 
 __all__ = ["DEFAULTS", "WORLDS", "WorldConfig", "run_world", "run_sweep", "summarize", "plot_sweep", "plot_sweeps", "train_probe",
            "exact_quantities", "linear_encoder", "through_backbone"]
@@ -209,6 +209,9 @@ def run_world(lambda_a: float = 0.0, lambda_b: float | None = None, bound: str =
         raise ArgumentError(f"unknown bound {bound!r}; valid: {', '.join(CONDITIONAL_BOUNDS)}")
     check_settings(WorldConfig(**options))
     cfg = {**DEFAULTS, **options}
+    if bound == "club" and cfg["lower_bound"] not in CLUB_LOWER_BOUNDS:
+        raise ArgumentError(f"bound 'club' is an upper bound on the superfluous information only beside a true lower "
+                            f"bound on I(z1;z2) ({', '.join(CLUB_LOWER_BOUNDS)}), not {cfg['lower_bound']!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ArgumentError(f"seed must be an integer >= 0, got {seed!r}")
     world_seed = seed if world_seed is None else world_seed

@@ -133,7 +133,8 @@ def test_every_preset_builds(name):
 def test_cli_overrides_and_presets():
     parser = build_parser()
     args = parser.parse_args(["train", "--preset", "cifar10", "--data-root", "d", "--out", "o", "--epochs", "3",
-                              "--lr", "0.01", "--conditional", "club", "--sigma", "learned", "--no-probe"])
+                              "--lr", "0.01", "--conditional", "club", "--contrastive", "pairwise", "--sigma",
+                              "learned", "--no-probe"])
     cfg = train_config_from_args(args)
     assert (cfg.epochs, cfg.lr, cfg.conditional, cfg.sigma, cfg.probe, cfg.batch_size) == (3, 0.01, "club",
                                                                                            "learned", False, 256)

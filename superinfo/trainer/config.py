@@ -20,16 +20,16 @@ from mi_toolkit.errors import ArgumentError
 from mi_toolkit.kernels import CALLER_BACKENDS
 from mi_toolkit.settings import FINITE, INT0, INT1, NONNEGATIVE, POSITIVE, Range, check_settings, setting, settings_of
 
-from ..lambdas import AUTO, DEFAULT_SLACK
-from ..objective import CONDITIONAL_BOUNDS, TEMPERATURES, contrastive_terms
+from ..lambdas import AUTO, DEFAULT_SLACK, RAMP_SHAPES
+from ..methods import METHODS
+from ..objective import CLUB_LOWER_BOUNDS, CONDITIONAL_BOUNDS, TEMPERATURES, contrastive_terms
 from .models import ARCHS, build_model
 
-__all__ = ["DATA_PIPELINES", "FINAL_EVALS", "METHODS", "OPTIMIZERS", "RESUME_OVERRIDABLE", "RUN_PRESETS", "RunPlan",
+__all__ = ["CLUB_LOWER_BOUNDS", "DATA_PIPELINES", "FINAL_EVALS", "METHODS", "OPTIMIZERS", "RESUME_OVERRIDABLE", "RUN_PRESETS", "RunPlan",
            "TrainConfig", "preset_config", "resolve_device"]
 
 FINAL_EVALS = ("knn", "linear", "none")
 DATA_PIPELINES = ("auto", "device", "loader")
-METHODS = ("simclr", "superinfo")
 OPTIMIZERS = ("adam", "adamw", "sgd", "lars")
 # lambda > 0 (or auto): held at 0 for this share of the epochs, then ramped to its target over the next share
 LAMBDA_WARMUP_SHARE, LAMBDA_RAMP_SHARE = 0.2, 0.2
@@ -89,8 +89,8 @@ class TrainConfig:
                                    "2 / sigma^2 (--mean-on-sphere, or true/false; on in the digits preset)",
                                    bool_flags="bare")
     # objective
-    method: str = setting("superinfo", "simclr (NT-Xent alone) or superinfo (NT-Xent + the superfluous penalty)",
-                          choices=METHODS)
+    method: str = setting("superinfo", "; ".join(f"{m.name}: {m.help}" for m in METHODS.values())
+                          + " (superinfo.methods)", choices=tuple(METHODS))
     lambda_a: float | str = setting(0.0, "weight of the superfluous term I(v1;z1|v2), or 'auto' (one multiplier "
                                     "for both terms, tuned to keep the contrastive estimate within --lambda-slack)",
                                     range=FINITE, special=(AUTO,), grid="--lambda-a")
@@ -102,6 +102,9 @@ class TrainConfig:
                                                  range=NONNEGATIVE)
     lambda_ramp_epochs: float | None = setting(None, "epochs of the linear ramp to lambda after the warm-up "
                                                "(default: 20%% of --epochs; not used by auto)", range=NONNEGATIVE)
+    lambda_ramp_shape: str | None = setting(None, "shape of the ramp to lambda after the warm-up: linear or "
+                                            "exponential (from 1e-3 lambda; default: the method's, exponential for "
+                                            "mib, linear otherwise)", choices=RAMP_SHAPES)
     lambda_slack: float = setting(DEFAULT_SLACK, "auto: the share of the contrastive estimate the penalty may cost "
                                   "(default 0.05)", range=_SLACK)
     lower_bound: str = setting("ntxent", "the contrastive term: ntxent (SimCLR's, default), pairwise (the "
@@ -165,11 +168,22 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         """Every field's own rule (from its declaration), then the rules that tie several fields together."""
         check_settings(self)
-        if self.method == "simclr" and (self.lambda_a != 0 or self.lambda_b not in (None, 0)
-                                        or self.lower_bound != "ntxent"):
-            raise ArgumentError("method 'simclr' is NT-Xent alone: it takes no lambda_a / lambda_b (they are 0) and "
-                                f"no other contrastive term (got lower_bound={self.lower_bound!r}); use method "
-                                "'superinfo' for those")
+        method = METHODS[self.method]
+        if not method.penalised and (self.lambda_a != 0 or self.lambda_b not in (None, 0)
+                                     or self.lower_bound != "ntxent"):
+            raise ArgumentError(f"method {self.method!r} is NT-Xent alone: it takes no lambda_a / lambda_b (they are "
+                                f"0) and no other contrastive term (got lower_bound={self.lower_bound!r}); use method "
+                                "'superinfo' (or 'align', 'mib') for those")
+        if method.symmetric_beta and (self.lambda_a == AUTO or self.lambda_b is not None):
+            raise ArgumentError(f"method {self.method!r} takes one beta, lambda_a (a number; it weighs the symmetrised "
+                                f"KL), and no lambda_b; got lambda_a={self.lambda_a!r}, lambda_b={self.lambda_b!r}")
+        if self.conditional not in method.conditionals:
+            raise ArgumentError(f"method {self.method!r} takes conditional {' or '.join(method.conditionals)}, got "
+                                f"{self.conditional!r}")
+        if self.conditional == "club" and self.lower_bound not in CLUB_LOWER_BOUNDS:
+            raise ArgumentError(f"conditional 'club' is an upper bound on the superfluous information only beside a "
+                                f"true lower bound on I(z1;z2) ({', '.join(CLUB_LOWER_BOUNDS)}); the contrastive term "
+                                f"{self.lower_bound!r} is not one (give --contrastive pairwise, or --conditional kl)")
         if self.lambda_a == AUTO and self.lambda_b is not None:
             raise ArgumentError("lambda_b must be left out with lambda_a='auto': one automatic lambda weighs "
                                 "both superfluous terms")
@@ -274,6 +288,8 @@ class RunPlan:
     augment_seed: int               # the device pipeline's augmentations of this rank
     lambda_warmup_epochs: float
     lambda_ramp_epochs: float
+    lambda_ramp_shape: str          # the method's unless --lambda-ramp-shape says otherwise
+    deterministic: bool             # the contrastive term on the head's means (simclr, align), not on samples
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -306,4 +322,6 @@ class RunPlan:
                    lambda_warmup_epochs=LAMBDA_WARMUP_SHARE * cfg.epochs if cfg.lambda_warmup_epochs is None
                    else cfg.lambda_warmup_epochs,
                    lambda_ramp_epochs=LAMBDA_RAMP_SHARE * cfg.epochs if cfg.lambda_ramp_epochs is None
-                   else cfg.lambda_ramp_epochs)
+                   else cfg.lambda_ramp_epochs,
+                   lambda_ramp_shape=cfg.lambda_ramp_shape or METHODS[cfg.method].ramp,
+                   deterministic=METHODS[cfg.method].deterministic)

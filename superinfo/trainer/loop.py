@@ -54,6 +54,7 @@ from mi_toolkit.validation import value_checks
 from .. import data
 from ..lambdas import AUTO, AutoLambda, lambda_weights
 from ..objective import GaussianPosterior, SuperInfoLoss
+from ..methods import METHODS
 from .config import RESUME_OVERRIDABLE, RunPlan, TrainConfig, resolve_device
 from .distributed import DistContext, all_agree, average_gradients, convert_batchnorm, current_context
 from .evaluate import evaluate_model, write_eval
@@ -137,7 +138,10 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
     model = model.to(device, memory_format=plan.memory_format)
     temperature = cfg.temperature if cfg.lower_bound in ("ntxent", "pairwise") else None
     auto = cfg.lambda_a == AUTO
-    loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=0.0 if auto else cfg.lambda_a, lambda_b=cfg.lambda_b,
+    lambda_a, lambda_b = (0.0, None) if auto else (cfg.lambda_a, cfg.lambda_b)
+    if METHODS[cfg.method].symmetric_beta:      # MIB: beta times the KL's mean over its two directions
+        lambda_a = lambda_b = cfg.lambda_a / 2
+    loss_fn = SuperInfoLoss(cfg.z_dim, lambda_a=lambda_a, lambda_b=lambda_b,
                             lower_bound=cfg.lower_bound,
                             conditional=cfg.conditional, temperature=temperature,
                             allow_negative_lambda=cfg.allow_negative_lambda, backend=cfg.kernel_backend,
@@ -179,7 +183,7 @@ def build_training(cfg: TrainConfig, dataset, num_classes: int | None = None) ->
         net, loss_call = torch.compile(net), torch.compile(loss_fn)
     warmup, ramp = plan.lambda_steps(steps)
     schedules, auto_lambda = lambda_weights(loss_fn.lambda_a, loss_fn.lambda_b, auto, warmup, ramp,
-                                            cfg.epochs * steps, cfg.lambda_slack, device)
+                                            cfg.epochs * steps, cfg.lambda_slack, device, plan.lambda_ramp_shape)
     return Training(cfg=cfg, plan=plan, model=model, loss_fn=loss_fn, probe=probe, optimizer=optimizer,
                     probe_optimizer=probe_optimizer, scheduler=scheduler, scaler=scaler, loader=loader,
                     generator=generator, steps_per_epoch=steps, net=net, noise=noise, ctx=ctx, loss_call=loss_call,
@@ -263,7 +267,8 @@ def _forward(t: Training, batch):
     p1 = GaussianPosterior(post.mean[:n], post.logvar[:n])
     p2 = GaussianPosterior(post.mean[n:], post.logvar[n:])
     encoder_nonfinite = (~torch.isfinite(post.mean)).sum() + (~torch.isfinite(post.logvar)).sum()
-    z1, z2 = _posterior_samples(t, p1, p2)
+    # the contrastive term's inputs: the means (simclr, align: deterministic) or posterior samples
+    z1, z2 = (p1.mean, p2.mean) if plan.deterministic else _posterior_samples(t, p1, p2)
     lambdas = {} if t.schedules is None else {"lambda_a": t.schedules[0](t.step), "lambda_b": t.schedules[1](t.step)}
     with value_checks(False):       # no NaN scans (host syncs) per step: read_metrics catches a non-finite loss
         terms = t.loss_call(p1, p2, z1, z2, **lambdas)   # no bool(t.loss_call): a compiled module answers bool()
