@@ -31,13 +31,13 @@ from scipy import special
 from scipy.spatial import cKDTree
 
 from .errors import ArgumentError
-from .validation import check_int
+from .validation import as_numeric_array, check_int
 
 ESTIMATE = "estimate"
 
 
-def _as_2d(a) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
+def _as_2d(a, name: str = "x") -> np.ndarray:
+    a = np.asarray(as_numeric_array(a, name), dtype=np.float64)
     return a.reshape(len(a), -1) if a.ndim == 1 else a
 
 
@@ -80,7 +80,7 @@ def _brute_force_ksg(x: np.ndarray, y: np.ndarray, k: int, variant: int):
 def ksg_mi(x, y, k: int = 3, variant: int = 1, workers: int = 1) -> float:
     """KSG estimate of I(X;Y) in nats from paired rows x [n, dx], y [n, dy] (numpy or tensors).  Neighbours by
     scipy's cKDTree up to ``KDTREE_MAX_DIM`` joint dimensions, by chunked exhaustive search above (same counts)."""
-    x, y = _as_2d(x), _as_2d(y)
+    x, y = _as_2d(x, "x"), _as_2d(y, "y")
     n = x.shape[0]
     k = check_int(k, "k")
     if variant not in (1, 2):
@@ -118,7 +118,7 @@ def ksg_mi(x, y, k: int = 3, variant: int = 1, workers: int = 1) -> float:
 
 def gaussian_plugin_mi(x, y, ridge: float = 1e-9) -> float:
     """Gaussian plug-in I = 1/2 [log det S_x + log det S_y - log det S] (sample covariance, tiny ridge)."""
-    x, y = _as_2d(x), _as_2d(y)
+    x, y = _as_2d(x, "x"), _as_2d(y, "y")
     joint = np.concatenate([x, y], axis=1)
     if joint.shape[0] <= joint.shape[1]:
         raise ArgumentError(f"the gaussian plug-in needs more rows than dims (dim_x + dim_y = {joint.shape[1]}), "
@@ -152,6 +152,43 @@ CLASSICAL = {
 }
 
 
+def rows_needed(function, arrays, kwargs: dict) -> int:
+    """The fewest rows one run of a classical ``function`` takes on ``arrays``: more than k for the k-NN
+    estimators, more than the joint dimension for the Gaussian plug-ins, 1 otherwise."""
+    label = getattr(function, "__name__", "")
+    if "ksg" in label:
+        return int(kwargs.get("k", 3)) + 1
+    if "gaussian" in label:
+        return sum(a.shape[1] if a.ndim > 1 else 1 for a in arrays) + 1
+    return 1
+
+
+def half_samples(function, arrays, subsamples: int, seed: int, label: str | None = None, **kwargs):
+    """(value on all rows, stderr, half-sample values): the classical estimators' m-out-of-n standard error, the
+    estimator re-run on ``subsamples`` random halves.  The rows are checked first against what the halves need,
+    so a too-small data set is reported with the user's row count, not a half's."""
+    subsamples = check_int(subsamples, "subsamples", minimum=0)
+    n = arrays[0].shape[0]
+    need = rows_needed(function, arrays, kwargs)
+    label = label or getattr(function, "__name__", "the estimator")
+    if subsamples and n // 2 < need:
+        raise ArgumentError(f"{label} needs at least {2 * need} rows here: {need} for one estimate"
+                            f"{' (more than k=' + str(kwargs.get('k', 3)) + ')' if 'ksg' in function.__name__ else ''}"
+                            f", and the standard error re-runs it on random halves (subsamples={subsamples}), each of "
+                            f"which needs {need} too; x has {n} rows (subsamples=0 skips the standard error)")
+    if n < need:
+        raise ArgumentError(f"{label} needs at least {need} rows; x has {n}")
+    value = function(*arrays, **kwargs)
+    rng = np.random.default_rng(seed)
+    halves = []
+    for _ in range(subsamples):
+        rows = rng.choice(n, n // 2, replace=False)
+        halves.append(function(*(a[rows] for a in arrays), **kwargs))
+    halves = np.asarray(halves)
+    stderr = float(halves.std(ddof=1) * math.sqrt(0.5)) if len(halves) > 1 else float("nan")
+    return value, stderr, halves
+
+
 def classical_estimate(name: str, x, y, *, subsamples: int = 10, seed: int = 0, **kwargs):
     """(value, stderr, half-sample values) of classical estimator ``name`` on all rows."""
     if name not in CLASSICAL:
@@ -162,15 +199,7 @@ def classical_estimate(name: str, x, y, *, subsamples: int = 10, seed: int = 0, 
     if unknown:
         raise TypeError(f"estimator {name!r} got an unsupported argument: {', '.join(sorted(unknown))} "
                         f"(it takes {', '.join(sorted(allowed))})")
-    x, y = _as_2d(x), _as_2d(y)
-    value = function(x, y, **kwargs)
-    subsamples = check_int(subsamples, "subsamples", minimum=0)
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    halves = []
-    for _ in range(subsamples):
-        rows = rng.choice(n, n // 2, replace=False)
-        halves.append(function(x[rows], y[rows], **kwargs))
-    halves = np.asarray(halves)
-    stderr = float(halves.std(ddof=1) * math.sqrt(0.5)) if len(halves) > 1 else float("nan")
-    return value, stderr, halves
+    x, y = _as_2d(x, "x"), _as_2d(y, "y")
+    if "k" in kwargs:
+        kwargs["k"] = check_int(kwargs["k"], "k")
+    return half_samples(function, (x, y), subsamples, seed, label=name, **kwargs)

@@ -29,15 +29,17 @@ from scipy.spatial import cKDTree
 
 from . import discrete
 from .classical import KDTREE_MAX_DIM
+from .classical import half_samples as _half_samples
 from .errors import ArgumentError
 from .result import EstimationFailed, MIResult, finish, warn_about
-from .validation import as_float_tensor, check_bool, check_int, check_matrix, check_rows, check_samples
+from .validation import (as_float_tensor, as_numeric_array, check_bool, check_float32_range, check_int, check_matrix,
+                         check_rows, check_samples, degeneracy)
 
 CMI_ESTIMATORS = ("ksg", "gaussian")
 
 
-def _as_2d(a) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
+def _as_2d(a, name: str = "x") -> np.ndarray:
+    a = np.asarray(as_numeric_array(a, name), dtype=np.float64)
     return a.reshape(len(a), -1) if a.ndim == 1 else a
 
 
@@ -63,7 +65,7 @@ def _exhaustive_cmi_counts(x, y, z, k: int):
 def ksg_cmi(x, y, z, k: int = 3, workers: int = 1, exhaustive: bool | None = None) -> float:
     """KSG-CMI (Frenzel-Pompe) estimate of I(X;Y|Z) in nats from paired rows x [n, dx], y [n, dy], z [n, dz].
     ``exhaustive``: None picks the KD-tree up to ``KDTREE_MAX_DIM`` joint dimensions, the exhaustive search above."""
-    x, y, z = _as_2d(x), _as_2d(y), _as_2d(z)
+    x, y, z = _as_2d(x, "x"), _as_2d(y, "y"), _as_2d(z, "z")
     n = x.shape[0]
     k = check_int(k, "k")
     if not (y.shape[0] == z.shape[0] == n):
@@ -87,7 +89,7 @@ def ksg_cmi(x, y, z, k: int = 3, workers: int = 1, exhaustive: bool | None = Non
 
 def gaussian_cmi(x, y, z, ridge: float = 1e-9) -> float:
     """Gaussian plug-in of I(X;Y|Z) on the sample covariance (tiny ridge)."""
-    x, y, z = _as_2d(x), _as_2d(y), _as_2d(z)
+    x, y, z = _as_2d(x, "x"), _as_2d(y, "y"), _as_2d(z, "z")
     joint = np.concatenate([x, y, z], 1)
     if joint.shape[0] <= joint.shape[1]:
         raise ArgumentError(f"the gaussian plug-in needs more rows than dims (dim_x + dim_y + dim_z = "
@@ -104,19 +106,10 @@ def gaussian_cmi(x, y, z, ridge: float = 1e-9) -> float:
     return float(0.5 * (logdet(np.r_[ix, iz]) + logdet(np.r_[iy, iz]) - logdet(iz) - logdet(np.r_[ix, iy, iz])))
 
 
-def half_samples(function, arrays, subsamples: int, seed: int, **kwargs):
-    """(value on all rows, stderr, half-sample values): the classical estimators' m-out-of-n standard error."""
-    value = function(*arrays, **kwargs)
-    subsamples = check_int(subsamples, "subsamples", minimum=0)
-    rng = np.random.default_rng(seed)
-    n = arrays[0].shape[0]
-    halves = []
-    for _ in range(subsamples):
-        rows = rng.choice(n, n // 2, replace=False)
-        halves.append(function(*(a[rows] for a in arrays), **kwargs))
-    halves = np.asarray(halves)
-    stderr = float(halves.std(ddof=1) * math.sqrt(0.5)) if len(halves) > 1 else float("nan")
-    return value, stderr, halves
+def half_samples(function, arrays, subsamples: int, seed: int, label: str | None = None, **kwargs):
+    """(value on all rows, stderr, half-sample values): ``mi_toolkit.classical.half_samples`` (one implementation
+    for every classical path: it checks the rows against what the halves need first)."""
+    return _half_samples(function, arrays, subsamples, seed, label=label, **kwargs)
 
 
 def _check_kwargs(name: str, kwargs: dict, allowed: set) -> None:
@@ -175,6 +168,7 @@ def _continuous(a, name: str) -> torch.Tensor:
     if isinstance(a, np.ndarray) and a.dtype == bool:
         a = a.astype(np.float32)
     t = as_float_tensor(a, name).detach().cpu()
+    check_float32_range(t, name)
     if t.dim() == 1:
         t = t[:, None]
     return check_matrix(t, name).float()
@@ -202,13 +196,16 @@ def estimate_cmi(x, y, z, name: str = "ksg", *, preprocess: str | None = "copula
     _, z = check_samples(x, z, y_name="z")
     n = x.shape[0]
     label = f"{name}-cmi"
-    refused, notes = (_tie_refusal("ksg-cmi", {"x": x.numpy(), "y": y.numpy(), "z": z.numpy()}, conditional=True)
-                      if name == "ksg" else (None, []))
+    refused, notes = degeneracy(x.numpy(), y.numpy(), label, knn=name == "ksg", z=z.numpy())
+    if refused is None and name == "ksg":
+        refused, tie_notes = _tie_refusal("ksg-cmi", {"x": x.numpy(), "y": y.numpy(), "z": z.numpy()},
+                                          conditional=True)
+        notes += tie_notes
     if refused is not None:
         return _result(label, math.nan, math.nan, [], n, preprocess, seed, on_failure, warn, refused, _stacklevel)
     x, y, z = (apply_preprocess(t, preprocess).numpy() for t in (x, y, z))
     function = ksg_cmi if name == "ksg" else gaussian_cmi
-    value, stderr, halves = half_samples(function, (x, y, z), subsamples, seed, **kwargs)
+    value, stderr, halves = half_samples(function, (x, y, z), subsamples, seed, label=label, **kwargs)
     result = _result(label, value, stderr, halves, n, preprocess, seed, on_failure, False, None, _stacklevel)
     return _notes(result, notes, warn, _stacklevel)
 
@@ -244,7 +241,7 @@ def estimate_discrete(x, y, *, discrete_x: bool = True, discrete_y: bool = True,
         if isinstance(a, torch.Tensor) and a.device.type == "meta":
             raise ArgumentError(f"{which} is a meta tensor (a shape without values): an estimate needs the values")
         if is_discrete:
-            a = discrete.as_2d(a)
+            a = discrete.as_2d(a, which)
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise ArgumentError(f"{which} contains NaN/inf value(s); expected finite numbers")
             arrays[which] = a
@@ -264,7 +261,7 @@ def estimate_discrete(x, y, *, discrete_x: bool = True, discrete_y: bool = True,
                              f"category, so the estimate is near min(H(X), H(Y)) whatever the dependence; for a "
                              f"continuous {which} use discrete_{which}=False (ksg)")
         value, stderr, halves = half_samples(discrete.plugin_mi, (arrays["x"], arrays["y"]), subsamples, seed,
-                                             **kwargs)
+                                             label=label, **kwargs)
         preprocess = None
     else:
         label = "ksg-mixed"
@@ -274,6 +271,7 @@ def estimate_discrete(x, y, *, discrete_x: bool = True, discrete_y: bool = True,
         if refused is not None:
             return _result(label, math.nan, math.nan, [], n, preprocess, seed, on_failure, warn, refused, _stacklevel)
         cont = apply_preprocess(cont, preprocess).double().numpy()
-        value, stderr, halves = half_samples(discrete.mixed_ksg_mi, (cont, disc), subsamples, seed, **kwargs)
+        value, stderr, halves = half_samples(discrete.mixed_ksg_mi, (cont, disc), subsamples, seed, label=label,
+                                             **kwargs)
     result = _result(label, value, stderr, halves, n, preprocess, seed, on_failure, False, None, _stacklevel)
     return _notes(result, notes, warn, _stacklevel)

@@ -25,21 +25,17 @@ from scipy import special
 from scipy.spatial import cKDTree
 
 from .errors import ArgumentError
-from .validation import check_int
+from .validation import as_numeric_array, check_int
 
 TIE_LIMIT = 0.10     # ksg is refused when more than this share of a variable's rows are tied with another row
 TIE_WARN = 0.01      # ... and warned about above this share
 
 
-def as_2d(a) -> np.ndarray:
+def as_2d(a, name: str = "the data") -> np.ndarray:
     """An [n, d] numpy array (1-D input: one column; bool: 0/1; tensors: moved to the CPU)."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a)
+    a = as_numeric_array(a, name)      # ragged lists, non-numbers and complex values are refused by name
     if a.dtype == bool:
         a = a.astype(np.int64)
-    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-        raise ArgumentError(f"expected an array of numbers, got dtype {a.dtype}")
     return a.reshape(len(a), -1) if a.ndim == 1 else a
 
 

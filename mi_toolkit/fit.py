@@ -17,16 +17,17 @@ back as ``nan`` with a ``MIEstimateWarning`` saying what happened and what to tr
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .classical import CLASSICAL, classical_estimate
-from .errors import ArgumentError
+from .errors import ArgumentError, ArgumentTypeError
 from .estimators import ESTIMATORS, CriticEstimator, MIEstimator, estimator as build_estimator
 from .preprocess import preprocess as apply_preprocess
 from .preprocess import whiten as whiten_columns
@@ -34,7 +35,7 @@ from .preprocess import whiten as whiten_columns
 # too); MIEstimateWarning, check_bounds and diagnose are named here as well, where estimate() users look for them
 from .result import (EstimationFailed, MIEstimateWarning, MIResult, check_bounds, diagnose,  # noqa: F401
                      finish, mean_stderr, warn_about)
-from .validation import check_int, check_number, check_samples, value_checks
+from .validation import check_float32_range, check_int, check_number, check_samples, degeneracy, value_checks
 
 
 # The defaults, chosen on the task suite (benchmarks/README.md, "estimate() defaults").
@@ -400,6 +401,66 @@ def _sizes(n: int, settings: FitSettings):
     return n_val, n_test
 
 
+# On a small data set a default batch size is adapted down, but to no less than 1/ADAPT_LIMIT of itself (16 for the
+# standard 128, 64 for the wide-input 512): further down the defaults' tuning (lr, steps, caps) no longer carries
+ADAPT_LIMIT = 8
+
+
+def _min_adapted(default: int) -> int:
+    return max(2, default // ADAPT_LIMIT)
+
+
+def _fits(n: int, settings: FitSettings) -> bool:
+    try:
+        _sizes(n, settings)
+    except ArgumentError:
+        return False
+    return True
+
+
+def adapted_batch_size(n: int, default: int, heldout_fraction: float = 0.2, early_stopping: bool = True) -> int | None:
+    """The batch size ``estimate()`` uses on ``n`` rows when the user gave none: the ``default`` when the rows hold
+    it (then nothing changes), else the largest batch >= default / ``ADAPT_LIMIT`` that leaves a training, a
+    validation and a report batch (a training and a report batch without early stopping); None when not even that
+    fits."""
+    settings = FitSettings(batch_size=default, heldout_fraction=heldout_fraction, early_stopping=early_stopping)
+    if _fits(n, settings):
+        return default
+    fitting = [b for b in range(default - 1, _min_adapted(default) - 1, -1)
+               if _fits(n, replace(settings, batch_size=b))]
+    # with early stopping, only a batch that leaves validation its half of the held-out rows (a few validation
+    # rows would stop training at random, none would silently switch early stopping off)
+    n_heldout = int(round(n * heldout_fraction))
+    if early_stopping and n_heldout:
+        fitting = [b for b in fitting if _sizes(n, replace(settings, batch_size=b))[0] == n_heldout // 2 > 0]
+    return fitting[0] if fitting else None
+
+
+def _batch_for_rows(n: int, settings: FitSettings, given: bool) -> tuple[FitSettings, list[str]]:
+    """A batch size the user gave is kept (and ``_sizes`` refuses it if the rows cannot hold it); a default one is
+    adapted to a small data set, with a note saying so."""
+    if given or _fits(n, settings):
+        return settings, []
+    b = adapted_batch_size(n, settings.batch_size, settings.heldout_fraction, settings.early_stopping)
+    if b is None:
+        try:
+            _sizes(n, settings)
+        except ArgumentError as err:
+            raise ArgumentError(f"{err}; the default batch size adapts to small data sets, but not below "
+                                f"{_min_adapted(settings.batch_size)} rows a batch (1/{ADAPT_LIMIT} of it), and these "
+                                f"rows leave fewer: use more rows or "
+                                f"pass batch_size (and heldout_fraction) yourself") from None
+    adapted = replace(settings, batch_size=b)
+    leaves = "a training, a validation and a report batch" if _sizes(n, adapted)[0] else \
+        "a training and a report batch"
+    note = (f"batch_size was not given and the default {settings.batch_size} needs more rows than the {n} here: "
+            f"using batch_size={b} (the largest that leaves {leaves}); a smaller batch lowers the cap of the "
+            f"contrastive bounds (log N) and makes the steps noisier; pass batch_size to choose")
+    if _sizes(n, adapted)[1] < 2 * b:
+        note += "; the report rows hold one batch, so the estimate has no standard error (nan)"
+    return adapted, [note]
+
+
 def _report(est, name: str, x, y, split: _Split, trained: _Trained, settings: FitSettings, seed: int,
             prep: str | None) -> MIResult:
     batch_size, eval_batches = settings.batch_size, settings.eval_batches
@@ -469,6 +530,91 @@ def _check_choices(name, on_failure: str, preprocess) -> None:
         raise ArgumentError(f"preprocess must be 'copula', 'standardize' or None, got {preprocess!r}")
 
 
+# estimate()'s training settings and their defaults: the classical, conditional and discrete estimators train
+# nothing, so a value other than the default there would be silently ignored
+TRAINING_ARGUMENTS = {"steps": DEFAULT_STEPS, "batch_size": None, "lr": None, "heldout_fraction": 0.2,
+                      "eval_batches": 200, "early_stopping": True, "eval_every": None, "patience": DEFAULT_PATIENCE,
+                      "optimizer": None, "whiten": None, "vectorize": True}
+EARLY_STOPPING_ARGUMENTS = {"patience": DEFAULT_PATIENCE, "eval_every": None}
+
+
+def _untrained_kind(name: str, z, discrete_x, discrete_y) -> str | None:
+    """What an estimate that trains nothing computes (None: a trained estimator)."""
+    if z is not None:
+        return "the conditional MI from neighbour counts or the covariance on all rows"
+    if name == "plugin" or (discrete_x is True and discrete_y is True):
+        return "the plug-in MI of the joint table"
+    if discrete_x is True or discrete_y is True:
+        return "the mixed k-NN estimate on all rows"
+    if name == "ksg":
+        return "a k-NN estimate on all rows"
+    if name == "gaussian":
+        return "a closed form on the sample covariance"
+    return None
+
+
+def _same(a, b) -> bool:
+    return a is b or (type(a) is type(b) and a == b)
+
+
+def check_arguments_used(name: str, given: dict, *, untrained: str | None, flags: dict | None = None) -> None:
+    """Refuse the arguments a path of ``estimate()`` would silently ignore, naming the argument and the estimator:
+    every training setting (``TRAINING_ARGUMENTS`` away from its default) and ``seeds`` > 1 where nothing is
+    trained (``untrained`` says what is computed instead), and the early-stopping settings where early stopping is
+    off.  ``flags`` maps an argument to how the caller spells it (the CLI: ``--steps``)."""
+    def spell(arg, value):
+        return flags[arg] + f" {value}" if flags and arg in flags else f"{arg}={value!r}"
+    if untrained is not None:
+        seeds = given.get("seeds")
+        if seeds is not None and not isinstance(seeds, bool) and isinstance(seeds, (int, np.integer)) and seeds > 1:
+            raise ArgumentError(f"{spell('seeds', seeds)}: {name!r} has no training and no random initialisation "
+                                f"(it computes {untrained}), so every seed would give the same estimate; drop it "
+                                f"(the standard error comes from the subsamples= random halves, seed= picks them)")
+        for arg, default in TRAINING_ARGUMENTS.items():
+            if arg in given and not _same(given[arg], default):
+                raise ArgumentError(f"{spell(arg, given[arg])} is a training setting, but {name!r} trains nothing "
+                                    f"(it computes {untrained}): it would be ignored; drop it")
+        return
+    early = given.get("early_stopping", True)
+    heldout = given.get("heldout_fraction", 0.2)
+    if early is False or heldout == 0:
+        why = "early_stopping=False switches early stopping off" if early is False else \
+            "heldout_fraction=0 leaves no validation rows, so there is no early stopping"
+        for arg, default in EARLY_STOPPING_ARGUMENTS.items():
+            if arg in given and not _same(given[arg], default):
+                raise ArgumentError(f"{spell(arg, given[arg])} sets early stopping, but {why}: it would be ignored; "
+                                    f"drop it")
+
+
+def _init_parameters(cls) -> set[str]:
+    """The keyword options an estimator class's constructors name (its own and its bases')."""
+    names = set()
+    for klass in cls.__mro__:
+        if klass is MIEstimator or not issubclass(klass, MIEstimator) or "__init__" not in vars(klass):
+            continue
+        for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.add(p.name)
+    return names - {"self", "name", "x_dim", "y_dim"}
+
+
+def check_estimator_options(name: str, options: dict) -> None:
+    """An option that other estimators take but ``name`` does not (``conditional=`` on a critic bound, ``clip=`` on
+    InfoNCE) is refused by naming the estimators it applies to, before anything is built (an option no estimator
+    names is left to the constructor's own check)."""
+    own = _init_parameters(ESTIMATORS[name][0])
+    for option in options:
+        if option in own:
+            continue
+        owners = sorted(n for n, (cls, _) in ESTIMATORS.items() if option in _init_parameters(cls))
+        if owners:
+            kind = ("a critic bound" if issubclass(ESTIMATORS[name][0], CriticEstimator)
+                    else "a conditional (q(y|x)) estimator")
+            raise ArgumentTypeError(f"estimator {name!r} got an unsupported argument: {option}= applies to "
+                                    f"{', '.join(owners)} only; {name} is {kind} (its options: "
+                                    f"{', '.join(sorted(own - {'validate'}))})")
+
+
 def _guard(results: list[MIResult], name: str, n_rows: int, on_failure: str) -> MIResult:
     """Diagnose and guard each seed's result; with several seeds, the one result that combines them."""
     if len(results) == 1:
@@ -522,6 +668,14 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
       whitened inputs (``whiten``: ZCA after ``preprocess``), ``optimizer="sgd"`` (Nesterov momentum 0.9: the ridge
       path, early stopping picks the shrinkage), batch 512, lr 3e-4 (x4 for smile/js, x e for nwj), ``eval_every``
       25 -- each unless given (``critic`` given: none of these).
+      A default batch size (``batch_size`` not given) that the rows cannot hold is adapted down to the largest that
+      leaves a training, a validation and a report batch (to no less than 1/8 of it), with a note in
+      ``result.warnings``; a ``batch_size`` given is kept, and refused when the rows cannot hold it.
+    * Nothing is ignored or silently degenerate: arguments a path would not use (training settings or ``seeds`` > 1
+      for ksg / gaussian / plugin / ``z=`` / discrete, ``patience`` without early stopping, ``conditional=`` on a
+      critic bound) are refused by name; ragged, complex or float32-overflowing input is refused by name; x equal
+      to y (or a column of each) -- infinite MI for continuous variables -- and duplicate rows for the k-NN
+      estimators give no number but the reason (``mi_toolkit.validation.degeneracy``).
     Extra keyword arguments go to ``mi_toolkit.estimator`` (critic, hidden [default 128 here], clip, entropy_y, ...).
     """
     # the arguments first, then the data, then the estimator's own options, and only then whether the data is
@@ -529,15 +683,23 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     _check_choices(name, on_failure, preprocess)
     seed = check_int(seed, "seed", minimum=0)
     n_seeds = 1 if seeds is None else check_int(seeds, "seeds")
+    check_arguments_used(name, dict(steps=steps, batch_size=batch_size, lr=lr, heldout_fraction=heldout_fraction,
+                                    eval_batches=eval_batches, early_stopping=early_stopping, eval_every=eval_every,
+                                    patience=patience, optimizer=optimizer, whiten=whiten, vectorize=vectorize,
+                                    seeds=seeds),
+                         untrained=_untrained_kind(name, z, discrete_x, discrete_y))
     device = _check_device(device, x, y, z)
     routed = _route(x, y, name, z, discrete_x, discrete_y, preprocess, seed, on_failure, warn, estimator_kwargs)
     if routed is not None:
         return routed
     x, y = check_samples(x, y, min_batch=2)
+    check_float32_range(x, "x")
+    check_float32_range(y, "y")
     x, y = x.detach().float().to(device), y.detach().float().to(device)
     if name in CLASSICAL:
         return _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, estimator_kwargs)
 
+    check_estimator_options(name, estimator_kwargs)
     settings = _resolve_settings(
         name, x.shape[1], y.shape[1], preprocess, estimator_kwargs, steps=steps, batch_size=batch_size, lr=lr,
         eval_every=eval_every, patience=patience, optimizer=optimizer, whiten=whiten, eval_batches=eval_batches,
@@ -545,7 +707,17 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
     seed_list = [seed + i for i in range(n_seeds)]
     ests = [_seeded_estimator(name, x.shape[1], y.shape[1], seed, estimator_kwargs, device)]   # checks the options
     n = x.shape[0]
+    settings, notes = _batch_for_rows(n, settings, given=batch_size is not None)
     n_val, n_test = _sizes(n, settings)
+    refused, data_notes = degeneracy(x.cpu().numpy(), y.cpu().numpy(), name, knn=False)
+    if refused is not None:
+        from .conditional import _result
+        result = _result(name, math.nan, math.nan, [], n, preprocess, seed, on_failure, False, refused, stacklevel=2)
+        result.direction, result.batch_size, result.steps = ESTIMATORS[name][0].direction, settings.batch_size, 0
+        if warn:
+            warn_about(result, stacklevel=2)
+        return result
+    notes += data_notes
     x, y = _prepare(x, y, preprocess, settings.whiten)
     splits = [_split(n, n_val, n_test, s) for s in seed_list]
     ests += [_seeded_estimator(name, x.shape[1], y.shape[1], s, estimator_kwargs, device) for s in seed_list[1:]]
@@ -554,6 +726,7 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
         results = [_report(e, name, x, y, sp, t, settings, s, preprocess)
                    for e, sp, t, s in zip(ests, splits, trained, seed_list)]
     result = _guard(results, name, n, on_failure)
+    result.warnings.extend(notes)
     if warn:
         warn_about(result, stacklevel=2)
     return result
@@ -561,12 +734,15 @@ def estimate(x, y, name: str = "smile", *, steps: int = DEFAULT_STEPS, batch_siz
 
 def _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn, kwargs) -> MIResult:
     subsamples = kwargs.pop("subsamples", 10)
-    if name == "ksg":
-        from .conditional import _result, _tie_refusal
-        refused, notes = _tie_refusal("ksg", {"x": x.cpu().numpy(), "y": y.cpu().numpy()})
-        if refused is not None:
-            return _result(name, math.nan, math.nan, [], x.shape[0], preprocess, seed, on_failure, warn, refused,
-                           stacklevel=3)
+    from .conditional import _result, _tie_refusal
+    raw_x, raw_y = x.cpu().numpy(), y.cpu().numpy()
+    refused, notes = degeneracy(raw_x, raw_y, name, knn=name == "ksg")
+    if refused is None and name == "ksg":
+        refused, tie_notes = _tie_refusal("ksg", {"x": raw_x, "y": raw_y})
+        notes += tie_notes
+    if refused is not None:
+        return _result(name, math.nan, math.nan, [], x.shape[0], preprocess, seed, on_failure, warn, refused,
+                       stacklevel=3)
     x, y = apply_preprocess(x, preprocess), apply_preprocess(y, preprocess)
     n = x.shape[0]
     value, stderr, halves = classical_estimate(name, x.cpu().numpy(), y.cpu().numpy(), subsamples=subsamples,
@@ -575,7 +751,7 @@ def _estimate_classical(x, y, name, preprocess, seed, n_seeds, on_failure, warn,
                       float("nan"), direction=CLASSICAL[name].direction, cap=None, batch_size=n, steps=0,
                       train_mi=value, train_stderr=stderr, heldout_mi=None, heldout_stderr=None,
                       n_eval_batches=len(halves), history=np.zeros(0), preprocess=preprocess, seed=seed)
-    if name == "ksg" and notes:
+    if notes:
         result = finish(result, n, on_failure, warn=False)
         result.warnings.extend(notes)
         if warn:

@@ -32,6 +32,7 @@ __all__ = [
     "check_number", "check_int", "check_bool", "check_choice",
     "as_float_tensor", "check_float_tensor", "check_matrix", "check_features", "check_rows", "check_pair",
     "check_same_kind", "check_samples", "check_scores", "check_vector", "check_finite",
+    "as_numeric_array", "check_float32_range", "identical_columns", "duplicate_row_fraction", "degeneracy",
 ]
 
 
@@ -119,14 +120,85 @@ def check_finite(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
-def as_float_tensor(value, name: str, dtype=torch.float32) -> torch.Tensor:
-    """Turn a tensor, numpy array or nested list into a floating tensor; reject anything else by name."""
+def _ragged(value) -> str:
+    """Where a nested list stops being rectangular: 'row 0 has 2 entries, row 50 has 1'."""
+    try:
+        lengths = [len(row) if hasattr(row, "__len__") else None for row in value]
+    except TypeError:
+        return "its rows have different lengths"
+    for i, length in enumerate(lengths):
+        if length != lengths[0]:
+            def say(j, m):
+                return f"row {j} is a scalar" if m is None else f"row {j} has {m} entr{'y' if m == 1 else 'ies'}"
+            return f"{say(0, lengths[0])} but {say(i, length)}"
+    return "its rows have different lengths or nesting depths"
+
+
+def as_numeric_array(value, name: str, allow_bool: bool = True) -> np.ndarray:
+    """``np.asarray(value)`` for a user's data, every problem an error naming ``name``: a ragged nested list (numpy's
+    "inhomogeneous shape"), non-numbers, and complex values (every estimator here takes real data; a cast would
+    silently keep only the real part).  Tensors are moved to the CPU first.  The one entry point every estimator
+    path (``estimate()``, the classical, conditional and discrete estimators) turns data into arrays through."""
     if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            raise ArgumentTypeError(f"{name} is a complex tensor ({value.dtype}): MI estimators here take real "
+                                    f"values; pass the real and imaginary parts as separate columns "
+                                    f"(torch.view_as_real(t).flatten(1)) or the magnitudes")
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except ValueError as err:
+        if "inhomogeneous" in str(err) or "sequence" in str(err):
+            raise ArgumentError(f"{name} must be a rectangular [n, d] array of numbers (every row the same length), "
+                                f"but {_ragged(value)}") from None
+        raise ArgumentError(f"{name} cannot be read as an [n, d] array of numbers: {err}") from None
+    if np.iscomplexobj(array):
+        raise ArgumentTypeError(f"{name} holds complex numbers ({array.dtype}): MI estimators here take real values "
+                                f"(a cast would silently drop the imaginary part); pass the real and imaginary parts "
+                                f"as separate columns (np.column_stack([a.real, a.imag])) or the magnitudes")
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or (allow_bool and array.dtype == bool)):
+        raise NumberTypeError(f"{name} must hold numbers, got an array of dtype {array.dtype}")
+    return array
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(value, name: str):
+    """Finite values too large for float32 (what ``estimate()`` computes in) would become inf in the cast and then
+    be reported as NaN/inf the user never had: refuse them with their largest magnitude.  A value check (skipped
+    while value checks are off); wider-than-float32 arrays and tensors only."""
+    if not _value_checks:
+        return value
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point() or value.element_size() <= 4:
+            return value
+        finite = value[torch.isfinite(value)].abs()
+        biggest = float(finite.max()) if finite.numel() else 0.0
+    elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.dtype.itemsize > 4:
+        finite = np.abs(value[np.isfinite(value)])
+        biggest = float(finite.max()) if finite.size else 0.0
+    else:
+        return value
+    if biggest > FLOAT32_MAX:
+        raise ArgumentError(f"{name} holds values up to {biggest:.3g} in magnitude, beyond float32's range "
+                            f"(+-{FLOAT32_MAX:.3g}), which the estimators compute in: the cast would turn them into "
+                            f"inf. Rescale {name} first (e.g. {name} / {name}.std(0), or log-transform a heavy "
+                            f"tail: MI is unchanged by an invertible map of each variable)")
+    return value
+
+
+def as_float_tensor(value, name: str, dtype=torch.float32) -> torch.Tensor:
+    """Turn a tensor, numpy array or nested list into a floating tensor; reject anything else by name (ragged
+    lists, complex values and float32 overflow too: ``as_numeric_array``, ``check_float32_range``)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex():
+            as_numeric_array(value, name)        # raises: complex
         return value if value.is_floating_point() else value.to(dtype)
     if isinstance(value, (np.ndarray, list, tuple)):
-        array = np.asarray(value)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise ArgumentTypeError(f"{name} must hold numbers, got an array of dtype {array.dtype}")
+        array = as_numeric_array(value, name, allow_bool=False)
+        if dtype == torch.float32:
+            check_float32_range(array, name)
         return torch.as_tensor(array, dtype=dtype)
     raise ArgumentTypeError(f"{name} must be a torch.Tensor or numpy array of shape [n, d], got {type(value).__name__}")
 
@@ -236,3 +308,90 @@ def check_vector(v, name: str, n: int | None = None) -> torch.Tensor:
     if n is not None and v.shape[0] != n:
         raise ArgumentError(f"{name} must have length {n}, got {v.shape[0]}")
     return check_finite(v, name)
+
+
+# ------------------------------------------------------------------------------------------------- degenerate data
+def identical_columns(x, y) -> list[tuple[int, int]]:
+    """(i, j) for every non-constant column x[:, i] exactly equal to y[:, j] (columns matched by their bytes: one
+    pass over the data, exact)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[0] < 2:
+        return []
+    dtype = np.result_type(x.dtype, y.dtype)
+    by_bytes: dict = {}
+    for j in range(y.shape[1]):
+        by_bytes.setdefault(np.ascontiguousarray(y[:, j], dtype=dtype).tobytes(), []).append(j)
+    pairs = []
+    for i in range(x.shape[1]):
+        column = np.ascontiguousarray(x[:, i], dtype=dtype)
+        for j in by_bytes.get(column.tobytes(), ()):
+            if np.ptp(column) > 0:          # a constant column is no relation
+                pairs.append((i, j))
+    return pairs
+
+
+def duplicate_row_fraction(*arrays) -> float:
+    """The share of rows whose whole joint row (the arrays side by side) occurs more than once (rows compared by
+    their bytes, one sort)."""
+    arrays = [np.asarray(a).reshape(len(a), -1) for a in arrays]
+    n = arrays[0].shape[0]
+    if n < 2:
+        return 0.0
+    dtype = np.result_type(*(a.dtype for a in arrays))
+    joint = np.ascontiguousarray(np.concatenate([a.astype(dtype, copy=False) for a in arrays], axis=1))
+    joint = joint + 0    # -0.0 -> 0.0, so equal values have equal bytes
+    rows = joint.view(np.dtype((np.void, joint.dtype.itemsize * joint.shape[1]))).reshape(-1)
+    _, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+    return float((counts[inverse.reshape(-1)] > 1).sum() / n)
+
+
+DUPLICATE_LIMIT = 0.10   # k-NN estimators are refused above this share of duplicated (x, y) rows ...
+DUPLICATE_WARN = 0.01    # ... and every estimator warns above this share
+
+
+def degeneracy(x, y, name: str, *, knn: bool, z=None) -> tuple[str | None, list[str]]:
+    """The one check of degenerate continuous data every continuous estimator path runs (``estimate()``'s neural
+    and classical paths, ``estimate_cmi``): (why no estimate can be given, or None; warnings).
+
+    * x equal to y, or a column of x equal to a column of y: y (a part of it) is a deterministic function of x, so
+      for continuous variables I(X;Y) is infinite; any finite number only reflects the sample size.  Refused.
+    * exact duplicate (x, y) rows: k-NN estimators (``knn``) are invalid with them (a copy is a neighbour at
+      distance 0) and are refused above ``DUPLICATE_LIMIT``; otherwise a warning saying what they do to the
+      estimate (``name`` words the messages).
+    A value check: nothing is checked while value checks are off."""
+    if not _value_checks:
+        return None, []
+    x, y = np.asarray(x), np.asarray(y)
+    what = "I(X;Y|Z)" if z is not None else "I(X;Y)"
+    pairs = identical_columns(x, y)
+    if pairs:
+        if x.shape == y.shape and len(pairs) >= x.shape[1] and np.array_equal(x, y):
+            relation = "x and y are identical"
+        else:
+            i, j = pairs[0]
+            more = f" (and {len(pairs) - 1} more such pair{'s' if len(pairs) > 2 else ''})" if len(pairs) > 1 else ""
+            relation = f"column {i} of x is identical to column {j} of y{more}"
+        return (f"{relation}: y is (partly) a deterministic function of x, so for continuous variables {what} is "
+                f"infinite; {name} would report a finite number that only reflects the sample size. Remove the "
+                f"copied column(s); for discrete data use name='plugin' (then the MI is H(X), finite)"), []
+    arrays = (x, y) if z is None else (x, y, np.asarray(z))
+    fraction = duplicate_row_fraction(*arrays)
+    rows = "(x, y" + (", z" if z is not None else "") + ") rows"
+    if knn and fraction > DUPLICATE_LIMIT:
+        return (f"{fraction:.0%} of the {rows} are exact duplicates of another row: k-NN estimators such as {name} "
+                f"are invalid with duplicate rows (a copy is a neighbour at distance 0, so the counts break and the "
+                f"estimate is meaningless), and read literally, a relation observed only through repeated points "
+                f"has infinite MI for continuous variables. Drop the duplicates (np.unique(np.c_[x, y], axis=0)); "
+                f"for discrete data use name='plugin' or discrete_x / discrete_y"), []
+    notes = []
+    if fraction > DUPLICATE_WARN:
+        if knn:
+            effect = "k-NN counts treat the copies as neighbours at distance 0, which biases the estimate"
+        elif name in ("gaussian", "gaussian-cmi"):
+            effect = ("the standard error treats the copies as independent samples, so it is too small")
+        else:
+            effect = ("copies land in both the training and the held-out rows, so the held-out estimate is not "
+                      "independent of training and the overfitting check cannot see memorisation")
+        notes.append(f"{fraction:.1%} of the {rows} are exact duplicates of another row: {effect}; drop the "
+                     f"duplicates if they are not genuine repeated draws")
+    return None, notes

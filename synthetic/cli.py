@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--batch-size", type=int_arg(2), default=None,
                      help=f"samples per step (default: estimate()'s: {DEFAULT_BATCH_SIZE}, or "
                           f"{REPRESENTATION_DEFAULTS['batch_size']} for critic bounds on inputs wider than "
-                          f"{REPRESENTATION_DIM} dims)")
+                          f"{REPRESENTATION_DIM} dims; adapted down to a small data set, with a note)")
     est.add_argument("--lr", type=float_arg(0.0, min_open=True), default=None,
                      help=f"learning rate (default: estimate()'s: {DEFAULT_LR:g} with Adam, or SGD at "
                           f"{REPRESENTATION_DEFAULTS['lr']:g} for critic bounds on inputs wider than "
@@ -145,6 +145,8 @@ def _load(path: str, flag: str) -> np.ndarray:
                 warnings.simplefilter("ignore")     # "input contained no data": reported below as an error
                 array = np.loadtxt(path, delimiter=",", ndmin=2)
     except (ValueError, OSError, EOFError) as err:
+        if not path.endswith(".npy"):
+            _explain_text(path, flag)
         kind = "a .npy file" if path.endswith(".npy") else "comma-separated numbers"
         raise ArgumentError(f"{flag} {path}: cannot be read as {kind} (corrupt or truncated?): "
                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
@@ -159,11 +161,53 @@ def _load(path: str, flag: str) -> np.ndarray:
     return array
 
 
+def _explain_text(path: str, flag: str) -> None:
+    """Why comma-separated text does not read as numbers, when it is the cells and not the file: a header row, or
+    the first non-numeric cell (row and column, 1-based).  Returns when it finds neither."""
+    def number(cell: str) -> bool:
+        try:
+            float(cell)
+            return True
+        except ValueError:
+            return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [(i, line.rstrip("\r\n")) for i, line in enumerate(f, 1)]
+    except OSError:
+        return
+    rows = [(i, [c.strip() for c in line.split(",")]) for i, line in lines if line.strip() and not line.startswith("#")]
+    if not rows:
+        return
+    first_i, first = rows[0]
+    if not all(number(c) for c in first) and all(number(c) for _, cells in rows[1:] for c in cells):
+        raise ArgumentError(f"{flag} {path}: line {first_i} ({', '.join(first)[:60]}) is a header row: the file "
+                            f"must hold numbers only; drop the header (e.g. `tail -n +{first_i + 1} {path} > "
+                            f"data.csv`, or np.savetxt(..., delimiter=',') without header=) or save the array as .npy")
+    for i, cells in rows:
+        for j, cell in enumerate(cells, 1):
+            if not number(cell):
+                raise ArgumentError(f"{flag} {path}: line {i}, column {j} holds {cell[:30]!r}, not a number: the file "
+                                    f"must hold comma-separated numbers only (no header row, labels or empty cells)")
+
+
 def _check_estimate(args):
     """Everything ``estimate`` needs, checked before any training: (x, y)."""
     from mi_toolkit.estimators import ESTIMATORS
     from mi_toolkit.fit import training_defaults
 
+    from mi_toolkit.classical import CLASSICAL
+    from mi_toolkit.fit import DEFAULT_STEPS, _untrained_kind, adapted_batch_size, check_arguments_used
+
+    # the flags that would be ignored on this estimator's path (estimate()'s own check, worded with the flags)
+    given = {"seeds": args.seeds, "batch_size": args.batch_size, "lr": args.lr}
+    if args.steps != DEFAULT_STEPS:
+        given["steps"] = args.steps
+    if args.heldout_fraction != 0.2:
+        given["heldout_fraction"] = args.heldout_fraction
+    flags = {"seeds": "--seeds", "batch_size": "--batch-size", "lr": "--lr", "steps": "--steps",
+             "heldout_fraction": "--heldout-fraction"}
+    check_arguments_used(args.estimator, {k: v for k, v in given.items() if v is not None},
+                         untrained=_untrained_kind(args.estimator, None, False, False), flags=flags)
     x, y = _load(args.x, "--x"), _load(args.y, "--y")
     if len(x) != len(y):
         raise ArgumentError(f"--x and --y must have the same number of rows (paired samples), got {len(x)} and {len(y)}")
@@ -171,9 +215,12 @@ def _check_estimate(args):
     batch_size = args.batch_size
     if batch_size is None and args.estimator in ESTIMATORS:   # estimate()'s choice for this data
         batch_size = training_defaults(args.estimator, x.shape[1], y.shape[1])["batch_size"]
+        if adapted_batch_size(len(x), batch_size, args.heldout_fraction) is not None:
+            batch_size = None           # estimate() adapts its default to these rows (and says so in the result)
     flag = f"--batch-size {batch_size}" if args.batch_size is not None else \
-        f"the default batch size {batch_size} (--batch-size)"
-    if batch_size is not None and (len(x) - n_heldout < batch_size or (n_heldout and n_heldout < batch_size)):
+        f"the default batch size {batch_size} (--batch-size), even adapted to small data,"
+    if batch_size is not None and args.estimator not in CLASSICAL and (
+            len(x) - n_heldout < batch_size or (n_heldout and n_heldout < batch_size)):
         raise ArgumentError(f"{flag} needs at least {batch_size} training"
                             f"{' and held-out' if n_heldout else ''} rows; --x has {len(x)} rows, "
                             f"{n_heldout} held out (--heldout-fraction {args.heldout_fraction:g})")
