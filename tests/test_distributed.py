@@ -32,8 +32,10 @@ NOW = dict(lambda_warmup_epochs=0, lambda_ramp_epochs=0)     # lambda at its tar
 CASES = [
     ("simclr-naive", dict(lambda_a=0.0, kernel_backend="naive")),
     ("simclr-chunked", dict(lambda_a=0.0, kernel_backend="chunked")),
+    ("simclr-deterministic", dict(method="simclr", lambda_a=0.0, sigma=0.5)),   # NT-Xent on the means
     ("kl-chunked", dict(lambda_a=0.1, lambda_b=0.05, conditional="kl", kernel_backend="chunked", **NOW)),
-    ("club-naive", dict(lambda_a=0.1, conditional="club", kernel_backend="naive", **NOW)),
+    ("club-pairwise-naive", dict(lambda_a=0.1, conditional="club", lower_bound="pairwise", kernel_backend="naive",
+                                 **NOW)),      # club is refused beside NT-Xent (not a true lower bound)
     ("nwj-critic-kl", dict(lambda_a=0.1, lower_bound="nwj", temperature=None, extra={"hidden": 16}, **NOW)),
     ("pairwise-naive", dict(lambda_a=0.1, lower_bound="pairwise", kernel_backend="naive", **NOW)),
 ]
@@ -185,7 +187,9 @@ def _step_results(t, batch) -> dict:
     terms = forward_backward(t, batch)[0]
     values = {k: float(getattr(terms, k).detach()) for k in ("total", "contrastive", "mi_lower", "superfluous_a",
                                                               "superfluous_b")}
-    grads = {f"model.{k}": p.grad.clone() for k, p in t.model.named_parameters()}
+    # a deterministic method leaves a learned sigma without a gradient (its noise is never drawn): zero, as DDP has it
+    grads = {f"model.{k}": torch.zeros_like(p) if p.grad is None else p.grad.clone()
+             for k, p in t.model.named_parameters()}
     grads.update({f"loss_fn.{k}": p.grad.clone() for k, p in t.loss_fn.named_parameters()})
     return values, grads
 
@@ -343,6 +347,9 @@ def test_inconsistent_settings_are_refused():
     with pytest.raises(ValueError, match="batch_size 12 is the global batch and must be divisible by the 5"):
         check_distributed_settings(_config(), DistContext(rank=0, world_size=5))
     assert check_distributed_settings(_config(), DistContext(rank=1, world_size=3)) == 4
+    with pytest.raises(ValueError, match="needs a fixed sigma"):        # the means scored: sigma would get no grad
+        check_distributed_settings(_config(method="simclr", lambda_a=0.0, sigma="learned"),
+                                   DistContext(rank=0, world_size=3))
     with pytest.raises(ValueError, match="sync_bn"):
         train(_config(Path("unused"), sync_bn=True), pretrain_data=Pairs(), num_classes=3)
 

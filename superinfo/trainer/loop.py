@@ -115,6 +115,12 @@ def check_distributed_settings(cfg: TrainConfig, ctx: DistContext) -> int:
         raise ArgumentError("sync_bn=True (the imagenet preset's default) needs a torch.distributed process group with "
                          "more than one process: launch with torchrun --nproc_per_node=N (see the README), or pass "
                          "--no-sync-bn to train in a single process")
+    if ctx.active and METHODS[cfg.method].deterministic and isinstance(cfg.sigma, str):
+        # the means are scored, so a learned sigma gets no gradient while lambda is 0; DDP cannot reduce such a
+        # step (and find_unused_parameters reorders its all-reduces against the negatives' gather: wrong gradients)
+        raise ArgumentError(f"method {cfg.method!r} under torch.distributed needs a fixed sigma (a number), got "
+                            f"sigma={cfg.sigma!r}: its contrastive term scores the head's means, so a learned sigma "
+                            "gets no gradient while lambda is 0")
     return cfg.resolve(torch.device("cpu"), ctx.rank, ctx.world_size).local_batch   # refuses a batch W cannot split
 
 
