@@ -32,8 +32,8 @@ from .classical import KDTREE_MAX_DIM
 from .classical import half_samples as _half_samples
 from .errors import ArgumentError
 from .result import EstimationFailed, MIResult, finish, warn_about
-from .validation import (as_float_tensor, as_numeric_array, check_bool, check_float32_range, check_int, check_matrix,
-                         check_rows, check_samples, degeneracy)
+from .validation import (as_float_tensor, as_numeric_array, check_bool, check_float32_range, check_has_values,
+                         check_int, check_matrix, check_rows, check_samples, degeneracy)
 
 CMI_ESTIMATORS = ("ksg", "gaussian")
 
@@ -163,8 +163,7 @@ def _checks(on_failure: str, preprocess, seed) -> int:
 
 def _continuous(a, name: str) -> torch.Tensor:
     """A floating [n, d] tensor on the CPU (1-D: one column; bool: 0/1), finite."""
-    if isinstance(a, torch.Tensor) and a.device.type == "meta":
-        raise ArgumentError(f"{name} is a meta tensor (a shape without values): an estimate needs the values")
+    check_has_values(a, name)
     if isinstance(a, np.ndarray) and a.dtype == bool:
         a = a.astype(np.float32)
     t = as_float_tensor(a, name).detach().cpu()
@@ -238,8 +237,7 @@ def estimate_discrete(x, y, *, discrete_x: bool = True, discrete_y: bool = True,
     _check_kwargs("plugin" if both else "ksg-mixed", kwargs, {"miller_madow"} if both else {"k", "workers"})
     arrays = {}
     for which, a, is_discrete in (("x", x, discrete_x), ("y", y, discrete_y)):
-        if isinstance(a, torch.Tensor) and a.device.type == "meta":
-            raise ArgumentError(f"{which} is a meta tensor (a shape without values): an estimate needs the values")
+        check_has_values(a, which)
         if is_discrete:
             a = discrete.as_2d(a, which)
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):

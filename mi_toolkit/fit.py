@@ -35,7 +35,8 @@ from .preprocess import whiten as whiten_columns
 # too); MIEstimateWarning, check_bounds and diagnose are named here as well, where estimate() users look for them
 from .result import (EstimationFailed, MIEstimateWarning, MIResult, check_bounds, diagnose,  # noqa: F401
                      finish, mean_stderr, warn_about)
-from .validation import check_float32_range, check_int, check_number, check_samples, degeneracy, value_checks
+from .validation import (check_float32_range, check_has_values, check_int, check_number, check_samples, degeneracy,
+                         value_checks)
 
 
 # The defaults, chosen on the task suite (benchmarks/README.md, "estimate() defaults").
@@ -764,9 +765,7 @@ def _check_device(device, *tensors):
     """The device estimate() puts the inputs and the estimator on (None: the CPU, today's behaviour); meta tensors
     and the meta device are refused: they hold shapes, not values."""
     for which, t in zip(("x", "y", "z"), tensors):
-        if isinstance(t, torch.Tensor) and t.device.type == "meta":
-            raise ArgumentError(f"{which} is a meta tensor (a shape without values): estimate() needs the values; "
-                                f"create it on 'cpu' or an accelerator")
+        check_has_values(t, which)
     if device is None:
         return torch.device("cpu")
     try:

@@ -31,7 +31,7 @@ __all__ = [
     "value_checks", "value_checks_enabled", "NumberTypeError",
     "check_number", "check_int", "check_bool", "check_choice",
     "as_float_tensor", "check_float_tensor", "check_matrix", "check_features", "check_rows", "check_pair",
-    "check_same_kind", "check_samples", "check_scores", "check_vector", "check_finite",
+    "check_has_values", "check_same_kind", "check_samples", "check_scores", "check_vector", "check_finite",
     "as_numeric_array", "check_float32_range", "identical_columns", "duplicate_row_fraction", "degeneracy",
 ]
 
@@ -395,3 +395,10 @@ def degeneracy(x, y, name: str, *, knn: bool, z=None) -> tuple[str | None, list[
         notes.append(f"{fraction:.1%} of the {rows} are exact duplicates of another row: {effect}; drop the "
                      f"duplicates if they are not genuine repeated draws")
     return None, notes
+
+
+def check_has_values(a, name: str) -> None:
+    """Refuses a meta tensor (a shape without values): no estimate can be made from it."""
+    if isinstance(a, torch.Tensor) and a.device.type == "meta":
+        raise ArgumentError(f"{name} is a meta tensor (a shape without values): an estimate needs the values; "
+                            "create it on 'cpu' or an accelerator")
